@@ -1,0 +1,160 @@
+//! Command line and environment configuration (clap; every flag also has
+//! an environment variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::ledger::DatabaseUrl;
+
+/// crebito — the crébitos ledger API (Rinha de Backend 2024/Q1).
+///
+/// Accounts with an overdraft limit, credits and debits posted concurrently,
+/// and statements that are always consistent. Runs `serve` when no
+/// subcommand is given. Log level: RUST_LOG (e.g. RUST_LOG=debug), default
+/// "info".
+#[derive(Debug, Parser)]
+#[command(name = "crebito", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; `serve` by default.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `serve`, accepted without the subcommand too.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(ServeArgs),
+    /// Check every account: balance == Σ credits − Σ debits, balance >=
+    /// −limit, no transaction without an account. Exit 0 when all hold,
+    /// 1 otherwise.
+    Audit(AuditArgs),
+}
+
+/// Options of `crebito serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where to listen: HOST:PORT, or unix:/path/to.sock for a unix socket
+    /// (a stale socket file is removed first; the socket is made
+    /// world-writable so a load balancer running as another user can use it).
+    #[arg(long, env = "CREBITO_LISTEN", default_value = "0.0.0.0:9999")]
+    pub listen: Listen,
+
+    /// The ledger database: postgres://user:password@host:port/dbname (use
+    /// ?host=/socket/dir for a unix socket) or sqlite://path/to/file.db (the
+    /// file and its directory are created if missing).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/crebito.db",
+        hide_env_values = true
+    )]
+    pub database_url: DatabaseUrl,
+
+    /// PostgreSQL connections this instance keeps (ignored for SQLite). A
+    /// few connections per instance serve best: postings on one account
+    /// serialise on its row lock anyway.
+    #[arg(long, env = "CREBITO_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub pool_size: u16,
+
+    /// Longest a request waits for a database connection, in milliseconds,
+    /// before it is answered 503.
+    #[arg(long, env = "CREBITO_ACQUIRE_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub acquire_timeout_ms: u64,
+
+    /// Tokio worker threads. 1 runs a single-threaded runtime: the deployed
+    /// topology runs two instances with small CPU quotas, where one thread
+    /// per instance keeps quota bursts (and their latency spikes) away.
+    #[arg(long, env = "CREBITO_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: u16,
+}
+
+/// Options of `crebito audit`.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// The ledger database, as for `serve`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/crebito.db",
+        hide_env_values = true
+    )]
+    pub database_url: DatabaseUrl,
+}
+
+/// A listening address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// TCP, e.g. `0.0.0.0:9999`.
+    Tcp(SocketAddr),
+    /// A unix domain socket path, written `unix:/path/to.sock`.
+    Unix(PathBuf),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a socket path, e.g. unix:/tmp/crebito.sock".into());
+            }
+            return Ok(Listen::Unix(path.into()));
+        }
+        text.parse().map(Listen::Tcp).map_err(|_| {
+            format!("invalid listen address {text:?}: expected HOST:PORT (e.g. 0.0.0.0:9999) or unix:/path")
+        })
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(addr) => addr.fmt(f),
+            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            "0.0.0.0:9999".parse(),
+            Ok(Listen::Tcp("0.0.0.0:9999".parse().unwrap()))
+        );
+        assert_eq!(
+            "unix:/tmp/a.sock".parse(),
+            Ok(Listen::Unix("/tmp/a.sock".into()))
+        );
+        assert!("unix:".parse::<Listen>().is_err());
+        assert!("localhost".parse::<Listen>().is_err());
+        assert!("9999".parse::<Listen>().is_err());
+    }
+
+    #[test]
+    fn serve_is_the_default() {
+        let cli = Cli::try_parse_from(["crebito", "--listen", "127.0.0.1:1"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen, "127.0.0.1:1".parse().unwrap());
+        let cli = Cli::try_parse_from(["crebito", "serve", "--pool-size", "2"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Serve(a)) if a.pool_size == 2));
+        assert!(Cli::try_parse_from(["crebito", "--pool-size", "0"]).is_err());
+        assert!(Cli::try_parse_from(["crebito", "--database-url", "mysql://x"]).is_err());
+    }
+}

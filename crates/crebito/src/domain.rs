@@ -1,0 +1,349 @@
+//! Pure ledger types and rules. Nothing here performs I/O.
+//!
+//! Every rule of the contract about a single value lives in exactly one
+//! constructor below, so a value of one of these types is valid by
+//! construction (SPEC.md §1–§2; issue "crebito API server").
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use thiserror::Error;
+
+/// A rule broken by a request field. The message is safe to show to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct InvalidField(pub String);
+
+fn invalid(message: impl Into<String>) -> InvalidField {
+    InvalidField(message.into())
+}
+
+/// Identifier of an account (`cliente` on the wire).
+///
+/// A positive 32-bit integer: the type of the `accounts.id` column. Ids
+/// outside that range cannot name an account, so they are "not found"
+/// rather than "invalid" (SPEC.md §2: unknown accounts are 404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(i32);
+
+impl AccountId {
+    /// Parses a path segment. Only ASCII digits are accepted (no sign, no
+    /// spaces); `None` when the text is not a positive integer that fits `i32`.
+    pub fn parse(text: &str) -> Option<AccountId> {
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        match text.parse::<i32>() {
+            Ok(id) if id > 0 => Some(AccountId(id)),
+            _ => None,
+        }
+    }
+
+    /// Builds an id from an integer; `None` unless it is positive.
+    pub fn new(id: i32) -> Option<AccountId> {
+        (id > 0).then_some(AccountId(id))
+    }
+
+    /// The id as stored in the database.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A transaction amount (`valor`), in cents: an integer in `1..=i64::MAX`.
+///
+/// SPEC.md §2: `valor` is a JSON integer greater than zero. Amounts are
+/// 64-bit signed cents end to end, so values above 2^31 are legal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Amount(i64);
+
+impl Amount {
+    /// Accepts any positive `i64`; zero and negatives are refused.
+    pub fn new(cents: i64) -> Result<Amount, InvalidField> {
+        if cents > 0 {
+            Ok(Amount(cents))
+        } else {
+            Err(invalid("valor must be an integer greater than zero"))
+        }
+    }
+
+    /// The amount in cents.
+    pub fn cents(self) -> i64 {
+        self.0
+    }
+}
+
+/// Whether a transaction adds to (`c`) or subtracts from (`d`) the balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `tipo: "c"`: adds the amount to the balance.
+    Credit,
+    /// `tipo: "d"`: subtracts the amount; refused when the balance would go
+    /// below `-limit` (SPEC.md §2).
+    Debit,
+}
+
+impl Kind {
+    /// Parses the wire code: exactly `"c"` or `"d"`, lower case (SPEC.md §2).
+    pub fn parse(code: &str) -> Result<Kind, InvalidField> {
+        match code {
+            "c" => Ok(Kind::Credit),
+            "d" => Ok(Kind::Debit),
+            _ => Err(invalid(r#"tipo must be "c" (credit) or "d" (debit)"#)),
+        }
+    }
+
+    /// The wire code, `"c"` or `"d"`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::Credit => "c",
+            Kind::Debit => "d",
+        }
+    }
+}
+
+/// A transaction description (`descricao`): 1 to 10 Unicode scalar values,
+/// no NUL character.
+///
+/// SPEC.md §2 counts characters, not bytes (`"débito"` is 6). NUL is refused
+/// because PostgreSQL text cannot store it, and both ledgers must accept the
+/// same inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    /// Maximum length in characters (SPEC.md §2).
+    pub const MAX_CHARS: usize = 10;
+
+    /// Validates the length (1..=10 chars) and refuses NUL.
+    pub fn new(text: impl Into<String>) -> Result<Description, InvalidField> {
+        let text = text.into();
+        let chars = text.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS {
+            return Err(invalid("descricao must be 1 to 10 characters long"));
+        }
+        if text.contains('\0') {
+            return Err(invalid("descricao must not contain a NUL character"));
+        }
+        Ok(Description(text))
+    }
+
+    /// The text, unchanged.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A validated request to post one transaction to an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// Amount in cents.
+    pub amount: Amount,
+    /// Credit or debit.
+    pub kind: Kind,
+    /// Description as given by the client.
+    pub description: Description,
+}
+
+impl Transaction {
+    /// The signed change to the balance, in cents: `+amount` for a credit,
+    /// `-amount` for a debit. Never overflows, since `amount > 0`.
+    pub fn delta(&self) -> i64 {
+        match self.kind {
+            Kind::Credit => self.amount.cents(),
+            Kind::Debit => -self.amount.cents(),
+        }
+    }
+}
+
+/// Why a posting cannot be applied to an account's balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum PostingError {
+    /// The debit would leave the balance below `-limit` (SPEC.md §3).
+    #[error("debit would exceed the account's limit")]
+    LimitExceeded,
+    /// The new balance does not fit a signed 64-bit integer of cents.
+    #[error("the new balance would overflow")]
+    Overflow,
+}
+
+/// The posting rule (SPEC.md §3): the new balance, in cents, after applying
+/// `delta` to `balance` on an account whose overdraft limit is `limit`.
+///
+/// A balance of exactly `-limit` is allowed; one cent less is refused with
+/// [`PostingError::LimitExceeded`]. Arithmetic overflow is refused with
+/// [`PostingError::Overflow`].
+pub fn apply(balance: i64, limit: i64, delta: i64) -> Result<i64, PostingError> {
+    let new_balance = balance.checked_add(delta).ok_or(PostingError::Overflow)?;
+    if new_balance < -limit {
+        return Err(PostingError::LimitExceeded);
+    }
+    Ok(new_balance)
+}
+
+/// The result of a successful posting: the account's state right after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Balance {
+    /// Balance in cents, `>= -limit`.
+    pub balance: i64,
+    /// Overdraft limit in cents, `>= 0`.
+    pub limit: i64,
+}
+
+/// One posted transaction as shown in a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostedTransaction {
+    /// Amount in cents, `> 0`.
+    pub amount: i64,
+    /// Credit or debit.
+    pub kind: Kind,
+    /// Description exactly as posted.
+    pub description: String,
+    /// When the posting was committed (database clock for PostgreSQL).
+    pub posted_at: DateTime<Utc>,
+}
+
+/// A consistent snapshot of one account (SPEC.md §2 "extrato", §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// Whole current balance in cents (not a sum of the listed rows).
+    pub balance: i64,
+    /// Overdraft limit in cents.
+    pub limit: i64,
+    /// When the snapshot was taken.
+    pub generated_at: DateTime<Utc>,
+    /// At most [`Statement::MAX_TRANSACTIONS`] rows, newest first, in posting order.
+    pub transactions: Vec<PostedTransaction>,
+}
+
+impl Statement {
+    /// How many of the latest transactions a statement lists (SPEC.md §2).
+    pub const MAX_TRANSACTIONS: usize = 10;
+}
+
+/// Formats a timestamp as RFC 3339 in UTC with a `Z` and microseconds,
+/// e.g. `2024-01-17T02:34:41.217753Z` (SPEC.md §2).
+pub fn format_timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_id_accepts_positive_i32_only() {
+        assert_eq!(AccountId::parse("1").map(AccountId::get), Some(1));
+        assert_eq!(
+            AccountId::parse("2147483647").map(AccountId::get),
+            Some(i32::MAX)
+        );
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "2147483648",
+            "1.0",
+            "abc",
+            "１",
+        ] {
+            assert_eq!(AccountId::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(AccountId::new(0), None);
+        assert_eq!(AccountId::new(5).map(AccountId::get), Some(5));
+    }
+
+    #[test]
+    fn amount_must_be_positive() {
+        assert!(Amount::new(0).is_err());
+        assert!(Amount::new(-5).is_err());
+        assert!(Amount::new(i64::MIN).is_err());
+        assert_eq!(Amount::new(1).unwrap().cents(), 1);
+        assert_eq!(Amount::new(i64::MAX).unwrap().cents(), i64::MAX);
+        assert_eq!(Amount::new(1 << 40).unwrap().cents(), 1 << 40);
+    }
+
+    #[test]
+    fn kind_is_exactly_c_or_d() {
+        assert_eq!(Kind::parse("c"), Ok(Kind::Credit));
+        assert_eq!(Kind::parse("d"), Ok(Kind::Debit));
+        for bad in ["C", "D", "x", "", "cd", " c", "credit"] {
+            assert!(Kind::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Kind::Credit.code(), "c");
+        assert_eq!(Kind::Debit.code(), "d");
+    }
+
+    #[test]
+    fn description_counts_characters_not_bytes() {
+        assert!(Description::new("").is_err());
+        assert!(Description::new("a").is_ok());
+        assert!(Description::new("0123456789").is_ok());
+        assert!(Description::new("01234567890").is_err());
+        assert!(Description::new("123456789 e mais um pouco").is_err());
+        // 6 characters, 7 bytes.
+        assert_eq!(Description::new("débito").unwrap().as_str(), "débito");
+        // 10 characters of 4 bytes each (40 bytes).
+        assert!(Description::new("😀".repeat(10)).is_ok());
+        assert!(Description::new("😀".repeat(11)).is_err());
+        assert!(Description::new("a\0b").is_err());
+    }
+
+    #[test]
+    fn delta_sign_follows_kind() {
+        let t = |kind| Transaction {
+            amount: Amount::new(7).unwrap(),
+            kind,
+            description: Description::new("x").unwrap(),
+        };
+        assert_eq!(t(Kind::Credit).delta(), 7);
+        assert_eq!(t(Kind::Debit).delta(), -7);
+        let max = Transaction {
+            amount: Amount::new(i64::MAX).unwrap(),
+            kind: Kind::Debit,
+            description: Description::new("x").unwrap(),
+        };
+        assert_eq!(max.delta(), -i64::MAX);
+    }
+
+    #[test]
+    fn apply_allows_exactly_minus_limit() {
+        assert_eq!(apply(0, 1000, -1000), Ok(-1000));
+        assert_eq!(apply(0, 1000, -1001), Err(PostingError::LimitExceeded));
+        assert_eq!(apply(-1000, 1000, 1), Ok(-999));
+        assert_eq!(apply(0, 0, -1), Err(PostingError::LimitExceeded));
+        assert_eq!(apply(5, 0, -5), Ok(0));
+    }
+
+    #[test]
+    fn apply_refuses_overflow() {
+        assert_eq!(apply(i64::MAX, 0, 1), Err(PostingError::Overflow));
+        assert_eq!(apply(i64::MAX - 1, 0, 1), Ok(i64::MAX));
+        assert_eq!(apply(-1, 0, -i64::MAX), Err(PostingError::LimitExceeded));
+        assert_eq!(
+            apply(i64::MIN + 1, i64::MAX, -2),
+            Err(PostingError::Overflow)
+        );
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_microseconds() {
+        let at = DateTime::parse_from_rfc3339("2024-01-17T02:34:41.217753123+00:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(format_timestamp(at), "2024-01-17T02:34:41.217753Z");
+        let whole = DateTime::parse_from_rfc3339("2024-01-17T02:34:41Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(format_timestamp(whole), "2024-01-17T02:34:41.000000Z");
+    }
+}

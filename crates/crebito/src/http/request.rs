@@ -1,0 +1,258 @@
+//! Turning request parts into domain values (parse, don't validate).
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::request::Parts;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::ApiError;
+use crate::domain::{AccountId, Amount, Description, InvalidField, Kind, Transaction};
+
+/// Largest accepted request body, in bytes (issue "crebito API server":
+/// over 1 KiB is 413). A valid posting is under 100 bytes.
+pub const MAX_BODY_BYTES: usize = 1024;
+
+/// The `{id}` of `/clientes/{id}/…`. Anything that is not a positive
+/// integer fitting the id type is answered 404, like an unknown account.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountPath(pub AccountId);
+
+impl<S: Send + Sync> FromRequestParts<S> for AccountPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::AccountNotFound)?;
+        AccountId::parse(&id)
+            .map(AccountPath)
+            .ok_or(ApiError::AccountNotFound)
+    }
+}
+
+/// The body of `POST /clientes/{id}/transacoes`, parsed into a
+/// [`Transaction`]. Rejections: 415 without a JSON `Content-Type`, 413 over
+/// [`MAX_BODY_BYTES`], then as [`parse_transaction`].
+#[derive(Debug, Clone)]
+pub struct PostingBody(pub Transaction);
+
+impl<S: Send + Sync> FromRequest<S> for PostingBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let headers = request.headers();
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !is_json_content_type(content_type) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
+        // Also bounds bodies without a Content-Length (chunked).
+        let body = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
+        parse_transaction(&body).map(PostingBody)
+    }
+}
+
+/// True for `application/json` and `application/<something>+json`, with or
+/// without parameters such as `; charset=utf-8`, in any letter case.
+pub fn is_json_content_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+/// The wire shape of a posting, before the field rules. `Option` so that a
+/// missing or `null` field gets a message naming it; serde refuses
+/// duplicated fields and ignores unknown ones.
+#[derive(Deserialize)]
+struct RawTransaction {
+    valor: Option<Value>,
+    tipo: Option<Value>,
+    descricao: Option<Value>,
+}
+
+/// Parses a posting body (SPEC.md §2 and the issue's status rules).
+///
+/// Errors: [`ApiError::MalformedJson`] (400) when the bytes are not exactly
+/// one JSON value; [`ApiError::InvalidField`] (422) when the JSON is not an
+/// object, repeats a field, or a field is missing, `null`, of the wrong type
+/// or out of range.
+pub fn parse_transaction(body: &[u8]) -> Result<Transaction, ApiError> {
+    // Pass 1, syntax only: a syntax error anywhere is a 400 even when a
+    // field before it is already wrong.
+    serde_json::from_slice::<IgnoredAny>(body)
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let raw: RawTransaction = serde_json::from_slice(body).map_err(|e| {
+        InvalidField(format!(
+            "body must be a JSON object with valor, tipo and descricao: {e}"
+        ))
+    })?;
+    let amount = match raw.valor {
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(cents) => Amount::new(cents)?,
+            None if n.is_u64() => {
+                return Err(InvalidField(format!("valor must be at most {}", i64::MAX)).into())
+            }
+            None => return Err(InvalidField("valor must be an integer".into()).into()),
+        },
+        None => return Err(InvalidField("valor is required".into()).into()),
+        Some(_) => return Err(InvalidField("valor must be an integer".into()).into()),
+    };
+    let kind = match raw.tipo {
+        Some(Value::String(code)) => Kind::parse(&code)?,
+        None => return Err(InvalidField("tipo is required".into()).into()),
+        Some(_) => return Err(InvalidField(r#"tipo must be the string "c" or "d""#.into()).into()),
+    };
+    let description = match raw.descricao {
+        Some(Value::String(text)) => Description::new(text)?,
+        None => return Err(InvalidField("descricao is required".into()).into()),
+        Some(_) => return Err(InvalidField("descricao must be a string".into()).into()),
+    };
+    Ok(Transaction {
+        amount,
+        kind,
+        description,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    fn status(body: &str) -> StatusCode {
+        match parse_transaction(body.as_bytes()) {
+            Ok(_) => StatusCode::OK,
+            Err(e) => e.status(),
+        }
+    }
+
+    #[test]
+    fn valid_bodies() {
+        let t = parse_transaction(br#"{"valor": 1000, "tipo": "c", "descricao": "descricao"}"#)
+            .unwrap();
+        assert_eq!(t.amount.cents(), 1000);
+        assert_eq!(t.kind, Kind::Credit);
+        assert_eq!(t.description.as_str(), "descricao");
+        // Unknown fields are ignored; whitespace around the object is fine.
+        assert_eq!(
+            status(" {\"valor\":1,\"tipo\":\"d\",\"descricao\":\"x\",\"extra\":[1]}\n"),
+            StatusCode::OK
+        );
+        // Larger than 2^31.
+        assert_eq!(
+            status(r#"{"valor": 9223372036854775807, "tipo": "c", "descricao": "x"}"#),
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(r#"{"valor": 1, "tipo": "c", "descricao": "d\u00e9bito"}"#),
+            StatusCode::OK
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_400() {
+        for body in [
+            "",
+            " ",
+            "{",
+            r#"{"valor": 1, "tipo": "c", "descricao": "x"} {}"#,
+            r#"{"valor": 1, "tipo": "c", "descricao": "x"}x"#,
+            r#"{"valor": "x", garbage"#,
+            r#"{valor: 1}"#,
+            "\u{feff}{}",
+        ] {
+            assert_eq!(status(body), StatusCode::BAD_REQUEST, "{body:?}");
+        }
+        // Deep nesting is an error, not a stack overflow: unbalanced is
+        // malformed, balanced is well-formed but not an object.
+        let open = "[".repeat(100_000);
+        assert_eq!(status(&open), StatusCode::BAD_REQUEST);
+        let deep = format!("{open}{}", "]".repeat(100_000));
+        assert_eq!(status(&deep), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn official_invalid_bodies_are_422() {
+        // SPEC.md §5 phase 3a.
+        for body in [
+            r#"{"valor": 1.2, "tipo": "d", "descricao": "devolve"}"#,
+            r#"{"valor": 1, "tipo": "x", "descricao": "devolve"}"#,
+            r#"{"valor": 1, "tipo": "c", "descricao": "123456789 e mais um pouco"}"#,
+            r#"{"valor": 1, "tipo": "c", "descricao": ""}"#,
+            r#"{"valor": 1, "tipo": "c", "descricao": null}"#,
+        ] {
+            assert_eq!(status(body), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        }
+    }
+
+    #[test]
+    fn field_rules_are_422() {
+        for body in [
+            r#"{"valor": 0, "tipo": "c", "descricao": "x"}"#,
+            r#"{"valor": -5, "tipo": "c", "descricao": "x"}"#,
+            r#"{"valor": "100", "tipo": "c", "descricao": "x"}"#,
+            r#"{"valor": null, "tipo": "c", "descricao": "x"}"#,
+            r#"{"valor": 1e3, "tipo": "c", "descricao": "x"}"#,
+            r#"{"valor": 1.0, "tipo": "c", "descricao": "x"}"#,
+            r#"{"valor": 9223372036854775808, "tipo": "c", "descricao": "x"}"#,
+            r#"{"valor": -9223372036854775809, "tipo": "c", "descricao": "x"}"#,
+            r#"{"tipo": "c", "descricao": "x"}"#,
+            r#"{"valor": 1, "descricao": "x"}"#,
+            r#"{"valor": 1, "tipo": "c"}"#,
+            r#"{"valor": 1, "tipo": "C", "descricao": "x"}"#,
+            r#"{"valor": 1, "tipo": null, "descricao": "x"}"#,
+            r#"{"valor": 1, "tipo": ["c"], "descricao": "x"}"#,
+            r#"{"valor": 1, "tipo": "c", "descricao": 5}"#,
+            r#"{"valor": 1, "tipo": "c", "descricao": "01234567890"}"#,
+            r#"{"valor": 1, "tipo": "c", "descricao": "a\u0000b"}"#,
+            r#"{"valor": 1, "valor": 2, "tipo": "c", "descricao": "x"}"#,
+            r#"[]"#,
+            r#"1"#,
+            r#"null"#,
+            r#""valor""#,
+            r#"{}"#,
+        ] {
+            assert_eq!(status(body), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        }
+    }
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/problem+json",
+        ] {
+            assert!(is_json_content_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonx",
+            "application/+json",
+            "json",
+            "text/json",
+        ] {
+            assert!(!is_json_content_type(bad), "{bad}");
+        }
+    }
+}

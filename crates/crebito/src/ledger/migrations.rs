@@ -1,0 +1,60 @@
+//! Versioned SQL migrations embedded in the binary.
+//!
+//! The files under `crates/crebito/migrations/` are the only copy of the
+//! schema and seed data; the deployment gets them through the API, which
+//! applies the pending ones at start (issue "crebito API server").
+
+/// One migration: applied once, in `version` order, inside a transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Strictly increasing version number (the file's numeric prefix).
+    pub version: i32,
+    /// Short name, recorded alongside the version.
+    pub name: &'static str,
+    /// The SQL script.
+    pub sql: &'static str,
+}
+
+/// Name of the table that records applied migrations (both ledgers).
+pub const TABLE: &str = "schema_migrations";
+
+/// PostgreSQL migrations.
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("../../migrations/postgres/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "seed",
+        sql: include_str!("../../migrations/0002_seed.sql"),
+    },
+];
+
+/// SQLite migrations.
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "schema",
+        sql: include_str!("../../migrations/sqlite/0001_schema.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "seed",
+        sql: include_str!("../../migrations/0002_seed.sql"),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_strictly_increase() {
+        for list in [POSTGRES, SQLITE] {
+            assert!(list.windows(2).all(|w| w[0].version < w[1].version));
+            assert_eq!(list.len(), POSTGRES.len());
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Ledger storage: one trait, two implementations.
+//!
+//! The storage owns the concurrency guarantee (SPEC.md §3): a posting is one
+//! atomic unit that checks the limit, moves the balance and records the row;
+//! a statement is one consistent snapshot. Handlers never combine calls.
+
+use std::future::Future;
+
+use thiserror::Error;
+
+use crate::domain::{AccountId, Balance, PostingError, Statement, Transaction};
+
+pub mod migrations;
+pub mod postgres;
+pub mod sqlite;
+
+/// Errors a ledger returns.
+#[derive(Debug, Error)]
+pub enum LedgerError {
+    /// No account has this id (SPEC.md §2: 404).
+    #[error("account not found")]
+    AccountNotFound,
+    /// The debit would take the balance below `-limit`; nothing was recorded
+    /// (SPEC.md §2: 422).
+    #[error("debit would exceed the account's limit")]
+    LimitExceeded,
+    /// The new balance would not fit in a signed 64-bit integer of cents;
+    /// nothing was recorded (issue "crebito API server": 422).
+    #[error("the new balance would overflow")]
+    Overflow,
+    /// The database cannot be reached or failed; the message is for logs
+    /// only, never for clients (HTTP 503).
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<PostingError> for LedgerError {
+    fn from(error: PostingError) -> Self {
+        match error {
+            PostingError::LimitExceeded => LedgerError::LimitExceeded,
+            PostingError::Overflow => LedgerError::Overflow,
+        }
+    }
+}
+
+/// One row of an audit: an account's stored balance against the sum of its
+/// posted transactions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountAudit {
+    /// The account.
+    pub account: i32,
+    /// Overdraft limit, cents.
+    pub limit: i64,
+    /// Stored balance, cents.
+    pub balance: i64,
+    /// Σ credits − Σ debits over the account's transactions, cents
+    /// (computed in 128-bit arithmetic, so it cannot overflow).
+    pub transactions_sum: i128,
+    /// How many transactions the account has.
+    pub transactions: i64,
+}
+
+impl AccountAudit {
+    /// True when the balance equals the sum of the account's transactions
+    /// and is not below `-limit` (SPEC.md §3).
+    pub fn holds(&self) -> bool {
+        i128::from(self.balance) == self.transactions_sum && self.balance >= -self.limit
+    }
+}
+
+/// Result of [`Ledger::audit`]: every account, plus transaction rows that
+/// reference no account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditReport {
+    /// One entry per account, by id.
+    pub accounts: Vec<AccountAudit>,
+    /// Transactions whose `account_id` names no account.
+    pub orphan_transactions: i64,
+}
+
+impl AuditReport {
+    /// True when every account holds and there is no orphan transaction.
+    pub fn holds(&self) -> bool {
+        self.orphan_transactions == 0 && self.accounts.iter().all(AccountAudit::holds)
+    }
+}
+
+/// Ledger storage shared by all request handlers.
+///
+/// Implementations must be safe under any concurrency, including several
+/// processes sharing one database (two API instances behind the load
+/// balancer, SPEC.md §4).
+pub trait Ledger: Send + Sync + 'static {
+    /// Posts one transaction atomically and returns the balance right after
+    /// it. Errors: [`LedgerError::AccountNotFound`],
+    /// [`LedgerError::LimitExceeded`], [`LedgerError::Overflow`] (nothing is
+    /// recorded for any of them) and [`LedgerError::Unavailable`].
+    fn post(
+        &self,
+        account: AccountId,
+        transaction: &Transaction,
+    ) -> impl Future<Output = Result<Balance, LedgerError>> + Send;
+
+    /// Reads the balance, limit and the last 10 transactions (newest first)
+    /// as one snapshot. Errors: [`LedgerError::AccountNotFound`],
+    /// [`LedgerError::Unavailable`].
+    fn statement(
+        &self,
+        account: AccountId,
+    ) -> impl Future<Output = Result<Statement, LedgerError>> + Send;
+
+    /// Runs a trivial query; `Ok` when the database answers.
+    fn ping(&self) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Checks every account's balance against its transactions.
+    fn audit(&self) -> impl Future<Output = Result<AuditReport, LedgerError>> + Send;
+}
+
+/// Where the ledger lives, parsed from a `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `postgres://…` or `postgresql://…`, passed to tokio-postgres as is.
+    Postgres(String),
+    /// `sqlite://path` (relative or absolute file path).
+    Sqlite(std::path::PathBuf),
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_owned()))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                Err("sqlite:// URL needs a file path, e.g. sqlite://data/crebito.db".into())
+            } else {
+                Ok(DatabaseUrl::Sqlite(path.into()))
+            }
+        } else {
+            Err(format!(
+                "unsupported database URL {url:?}: expected postgres://… or sqlite://path"
+            ))
+        }
+    }
+}
+
+/// Either ledger, chosen at run time from a [`DatabaseUrl`].
+#[derive(Clone)]
+pub enum AnyLedger {
+    /// PostgreSQL (production).
+    Postgres(postgres::PostgresLedger),
+    /// Embedded SQLite file (default).
+    Sqlite(sqlite::SqliteLedger),
+}
+
+impl AnyLedger {
+    /// Opens the ledger at `url` and applies pending migrations. `options`
+    /// only matter for PostgreSQL. Errors: [`LedgerError::Unavailable`].
+    pub async fn open(
+        url: &DatabaseUrl,
+        options: &postgres::PostgresOptions,
+    ) -> Result<AnyLedger, LedgerError> {
+        Ok(match url {
+            DatabaseUrl::Postgres(url) => {
+                AnyLedger::Postgres(postgres::PostgresLedger::connect(url, options).await?)
+            }
+            DatabaseUrl::Sqlite(path) => AnyLedger::Sqlite(sqlite::SqliteLedger::open(path).await?),
+        })
+    }
+}
+
+impl Ledger for AnyLedger {
+    async fn post(
+        &self,
+        account: AccountId,
+        transaction: &Transaction,
+    ) -> Result<Balance, LedgerError> {
+        match self {
+            AnyLedger::Postgres(l) => l.post(account, transaction).await,
+            AnyLedger::Sqlite(l) => l.post(account, transaction).await,
+        }
+    }
+
+    async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
+        match self {
+            AnyLedger::Postgres(l) => l.statement(account).await,
+            AnyLedger::Sqlite(l) => l.statement(account).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), LedgerError> {
+        match self {
+            AnyLedger::Postgres(l) => l.ping().await,
+            AnyLedger::Sqlite(l) => l.ping().await,
+        }
+    }
+
+    async fn audit(&self) -> Result<AuditReport, LedgerError> {
+        match self {
+            AnyLedger::Postgres(l) => l.audit().await,
+            AnyLedger::Sqlite(l) => l.audit().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_schemes() {
+        assert_eq!(
+            "sqlite://data/crebito.db".parse(),
+            Ok(DatabaseUrl::Sqlite("data/crebito.db".into()))
+        );
+        assert_eq!(
+            "sqlite:///tmp/x.db".parse(),
+            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
+        );
+        assert!(matches!(
+            "postgres://u@localhost/db".parse(),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(matches!(
+            "postgresql://u@localhost/db".parse(),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!("sqlite://".parse::<DatabaseUrl>().is_err());
+        assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+        assert!("data.db".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn audit_holds_only_when_sum_matches_and_within_limit() {
+        let row = |balance, sum| AccountAudit {
+            account: 1,
+            limit: 100,
+            balance,
+            transactions_sum: sum,
+            transactions: 1,
+        };
+        assert!(row(-100, -100).holds());
+        assert!(!row(-101, -101).holds());
+        assert!(!row(5, 6).holds());
+        let report = AuditReport {
+            accounts: vec![row(0, 0)],
+            orphan_transactions: 1,
+        };
+        assert!(!report.holds());
+    }
+}

@@ -1,0 +1,307 @@
+//! The PostgreSQL ledger (production; SPEC.md §4).
+//!
+//! * A posting is ONE statement: a data-modifying CTE whose conditional
+//!   `UPDATE … WHERE balance + delta >= -credit_limit` takes the account's row
+//!   lock (serialising postings per account, re-checking the condition on the
+//!   latest row version) and feeds the `INSERT` of the transaction row. No
+//!   interleaving can overdraw or lose an update; the `CHECK` constraint on
+//!   `accounts` backs the rule.
+//! * A statement is ONE `SELECT` (one snapshot): balance, limit and the last
+//!   10 rows cannot disagree.
+//! * Connections come from a deadpool pool with bounded waits; each call
+//!   returns its connection to the pool before the caller sees the result.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use super::migrations::{self, Migration};
+use super::{AccountAudit, AuditReport, Ledger, LedgerError};
+use crate::domain::{AccountId, Balance, Kind, PostedTransaction, Statement, Transaction};
+
+/// Key of the advisory lock that serialises migrations across instances.
+const MIGRATION_LOCK: i64 = 0x0063_7265_6269_746f; // "crebito" in ASCII
+
+const POST_SQL: &str = "\
+WITH account AS (
+    SELECT credit_limit FROM accounts WHERE id = $1
+), moved AS (
+    UPDATE accounts SET balance = balance + $2
+    WHERE id = $1 AND balance + $2 >= -credit_limit
+    RETURNING id, balance
+), posted AS (
+    INSERT INTO transactions (account_id, amount, kind, description)
+    SELECT id, $3, $4, $5 FROM moved
+)
+SELECT account.credit_limit, moved.balance FROM account LEFT JOIN moved ON true";
+
+const STATEMENT_SQL: &str = "\
+SELECT a.balance, a.credit_limit, t.amount, t.kind, t.description, t.posted_at
+FROM accounts a
+LEFT JOIN LATERAL (
+    SELECT id, amount, kind, description, posted_at FROM transactions
+    WHERE account_id = a.id ORDER BY id DESC LIMIT 10
+) t ON true
+WHERE a.id = $1
+ORDER BY t.id DESC";
+
+const AUDIT_SQL: &str = "\
+SELECT a.id, a.credit_limit, a.balance,
+       COALESCE(SUM(CASE t.kind WHEN 'c' THEN t.amount::numeric ELSE -t.amount::numeric END), 0)::text,
+       COUNT(t.id)
+FROM accounts a LEFT JOIN transactions t ON t.account_id = a.id
+GROUP BY a.id ORDER BY a.id";
+
+const ORPHANS_SQL: &str = "\
+SELECT COUNT(*) FROM transactions t
+WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id)";
+
+/// Pool settings for [`PostgresLedger::connect`].
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Maximum number of connections this process opens.
+    pub pool_size: usize,
+    /// Longest a request waits for a free connection (or for a new one to be
+    /// established) before it fails with [`LedgerError::Unavailable`] (503).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 4,
+            acquire_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A [`Ledger`] on PostgreSQL through a pool of tokio-postgres connections.
+#[derive(Clone)]
+pub struct PostgresLedger {
+    pool: Pool,
+}
+
+impl PostgresLedger {
+    /// Builds the pool for `url` (a libpq-style URL or key=value string, see
+    /// tokio-postgres' `Config`). No connection is made yet.
+    ///
+    /// Errors: [`LedgerError::Unavailable`] when the URL cannot be parsed.
+    pub fn new(url: &str, options: &PostgresOptions) -> Result<Self, LedgerError> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| LedgerError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.acquire_timeout))
+            .create_timeout(Some(options.acquire_timeout))
+            .recycle_timeout(Some(options.acquire_timeout))
+            .build()
+            .map_err(|e| LedgerError::Unavailable(format!("cannot build pool: {e}")))?;
+        Ok(PostgresLedger { pool })
+    }
+
+    /// Builds the pool, applies pending migrations and prepares the hot
+    /// statements on one connection. Errors: [`LedgerError::Unavailable`].
+    pub async fn connect(url: &str, options: &PostgresOptions) -> Result<Self, LedgerError> {
+        let ledger = Self::new(url, options)?;
+        ledger.migrate().await?;
+        Ok(ledger)
+    }
+
+    /// Applies the embedded migrations that are not yet recorded, under a
+    /// session advisory lock so that instances starting together take turns.
+    pub async fn migrate(&self) -> Result<(), LedgerError> {
+        let mut client = self.client().await?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(unavailable)?;
+        let result = apply_migrations(&mut client, migrations::POSTGRES).await;
+        // Unlock even when a migration failed; the session ends with the
+        // connection anyway, but the pooled connection may be reused.
+        let unlock = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        result?;
+        unlock.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<Object, LedgerError> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Timeout(kind) => {
+                LedgerError::Unavailable(format!("no database connection ({kind:?} timed out)"))
+            }
+            other => LedgerError::Unavailable(other.to_string()),
+        })
+    }
+}
+
+async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<(), LedgerError> {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())",
+            migrations::TABLE
+        ))
+        .await
+        .map_err(unavailable)?;
+    for migration in list {
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let applied = tx
+            .query_opt(
+                &format!("SELECT 1 FROM {} WHERE version = $1", migrations::TABLE),
+                &[&migration.version],
+            )
+            .await
+            .map_err(unavailable)?
+            .is_some();
+        if !applied {
+            tracing::info!(
+                version = migration.version,
+                name = migration.name,
+                "applying migration"
+            );
+            tx.batch_execute(migration.sql).await.map_err(|e| {
+                LedgerError::Unavailable(format!(
+                    "migration {} ({}) failed: {e}",
+                    migration.version, migration.name
+                ))
+            })?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (version, name) VALUES ($1, $2)",
+                    migrations::TABLE
+                ),
+                &[&migration.version, &migration.name],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+fn unavailable(error: tokio_postgres::Error) -> LedgerError {
+    LedgerError::Unavailable(error.to_string())
+}
+
+impl Ledger for PostgresLedger {
+    async fn post(
+        &self,
+        account: AccountId,
+        transaction: &Transaction,
+    ) -> Result<Balance, LedgerError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(POST_SQL).await.map_err(unavailable)?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &account.get(),
+                    &transaction.delta(),
+                    &transaction.amount.cents(),
+                    &transaction.kind.code(),
+                    &transaction.description.as_str(),
+                ],
+            )
+            .await;
+        drop(client);
+        let rows = rows.map_err(|e| match e.code() {
+            Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => LedgerError::Overflow,
+            Some(&SqlState::CHECK_VIOLATION) => LedgerError::LimitExceeded,
+            _ => unavailable(e),
+        })?;
+        let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
+        let limit: i64 = row.get(0);
+        let balance: Option<i64> = row.get(1);
+        match balance {
+            Some(balance) => Ok(Balance { balance, limit }),
+            None => Err(LedgerError::LimitExceeded),
+        }
+    }
+
+    async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(STATEMENT_SQL)
+            .await
+            .map_err(unavailable)?;
+        let rows = client.query(&statement, &[&account.get()]).await;
+        drop(client);
+        let rows = rows.map_err(unavailable)?;
+        let generated_at = Utc::now();
+        let first = rows.first().ok_or(LedgerError::AccountNotFound)?;
+        let mut transactions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(amount) = row.get::<_, Option<i64>>(2) else {
+                continue; // the LEFT JOIN row of an account with no transactions
+            };
+            let kind = match row.get::<_, &str>(3) {
+                "c" => Kind::Credit,
+                _ => Kind::Debit,
+            };
+            transactions.push(PostedTransaction {
+                amount,
+                kind,
+                description: row.get::<_, String>(4),
+                posted_at: row.get::<_, DateTime<Utc>>(5),
+            });
+        }
+        Ok(Statement {
+            balance: first.get(0),
+            limit: first.get(1),
+            generated_at,
+            transactions,
+        })
+    }
+
+    async fn ping(&self) -> Result<(), LedgerError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn audit(&self) -> Result<AuditReport, LedgerError> {
+        let client = self.client().await?;
+        let tx_rows = client.query(AUDIT_SQL, &[]).await.map_err(unavailable)?;
+        let orphans: i64 = client
+            .query_one(ORPHANS_SQL, &[])
+            .await
+            .map_err(unavailable)?
+            .get(0);
+        let mut accounts = Vec::with_capacity(tx_rows.len());
+        for row in tx_rows {
+            let sum: String = row.get(3);
+            accounts.push(AccountAudit {
+                account: row.get(0),
+                limit: row.get(1),
+                balance: row.get(2),
+                transactions_sum: sum.parse().map_err(|_| {
+                    LedgerError::Unavailable(format!("sum of transactions out of range: {sum}"))
+                })?,
+                transactions: row.get(4),
+            });
+        }
+        Ok(AuditReport {
+            accounts,
+            orphan_transactions: orphans,
+        })
+    }
+}

@@ -1,0 +1,320 @@
+//! The embedded SQLite ledger: the zero-setup default (`cargo run`).
+//!
+//! * Durable: WAL journal with `synchronous=FULL`, so an acknowledged
+//!   posting survives a crash of the process or the machine.
+//! * A posting is one `BEGIN IMMEDIATE` transaction: the write lock is taken
+//!   before the balance is read, so concurrent postings — from this process
+//!   or another one sharing the file — are serialised and never overdraw.
+//! * A statement is one read transaction (one WAL snapshot).
+//! * rusqlite is blocking: every call runs on deadpool-sqlite's blocking
+//!   threads (`interact`), never on the async workers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_sqlite::rusqlite::{self, OptionalExtension, TransactionBehavior};
+use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime};
+
+use super::migrations::{self, Migration};
+use super::{AccountAudit, AuditReport, Ledger, LedgerError};
+use crate::domain::{self, AccountId, Balance, Kind, PostedTransaction, Statement, Transaction};
+
+/// How long a writer waits for another writer's lock before giving up with
+/// [`LedgerError::Unavailable`].
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Applied to every new connection.
+const PRAGMAS: &str = "\
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+PRAGMA foreign_keys = ON;";
+
+/// Connections in the pool: one writer at a time anyway, a few readers.
+const POOL_SIZE: usize = 4;
+
+/// A [`Ledger`] in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteLedger {
+    pool: Pool,
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed, with its parent directory) the database
+    /// file at `path` and applies pending migrations.
+    ///
+    /// Errors: [`LedgerError::Unavailable`] when the directory or file cannot
+    /// be created or opened, or a migration fails.
+    pub async fn open(path: &Path) -> Result<Self, LedgerError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                LedgerError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let pool = Config::new(path)
+            .builder(Runtime::Tokio1)
+            .map_err(|e| LedgerError::Unavailable(format!("cannot build pool: {e}")))?
+            .max_size(POOL_SIZE)
+            .post_create(Hook::async_fn(|conn, _| {
+                Box::pin(async move {
+                    conn.interact(|conn| {
+                        conn.busy_timeout(BUSY_TIMEOUT)?;
+                        conn.execute_batch(PRAGMAS)
+                    })
+                    .await
+                    .map_err(|e| HookError::message(e.to_string()))?
+                    .map_err(HookError::Backend)
+                })
+            }))
+            .build()
+            .map_err(|e| LedgerError::Unavailable(format!("cannot build pool: {e}")))?;
+        let ledger = SqliteLedger { pool };
+        ledger
+            .run(|conn| apply_migrations(conn, migrations::SQLITE))
+            .await?;
+        Ok(ledger)
+    }
+
+    /// Runs `f` with a pooled connection on a blocking thread.
+    async fn run<T, F>(&self, f: F) -> Result<T, LedgerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
+    {
+        let conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
+        conn.interact(f)
+            .await
+            .map_err(|e| LedgerError::Unavailable(e.to_string()))?
+    }
+}
+
+fn unavailable(error: rusqlite::Error) -> LedgerError {
+    LedgerError::Unavailable(error.to_string())
+}
+
+fn apply_migrations(
+    conn: &mut rusqlite::Connection,
+    list: &[Migration],
+) -> Result<(), LedgerError> {
+    // IMMEDIATE: two processes opening a new file at once take turns.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ')))",
+        migrations::TABLE
+    ))
+    .map_err(unavailable)?;
+    for migration in list {
+        let applied = tx
+            .query_row(
+                &format!("SELECT 1 FROM {} WHERE version = ?1", migrations::TABLE),
+                [migration.version],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(unavailable)?
+            .is_some();
+        if !applied {
+            tracing::info!(
+                version = migration.version,
+                name = migration.name,
+                "applying migration"
+            );
+            tx.execute_batch(migration.sql).map_err(|e| {
+                LedgerError::Unavailable(format!(
+                    "migration {} ({}) failed: {e}",
+                    migration.version, migration.name
+                ))
+            })?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (version, name) VALUES (?1, ?2)",
+                    migrations::TABLE
+                ),
+                (migration.version, migration.name),
+            )
+            .map_err(unavailable)?;
+        }
+    }
+    tx.commit().map_err(unavailable)
+}
+
+fn micros_to_time(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
+
+fn post_blocking(
+    conn: &mut rusqlite::Connection,
+    account: i32,
+    transaction: &Transaction,
+) -> Result<Balance, LedgerError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let (balance, limit): (i64, i64) = tx
+        .prepare_cached("SELECT balance, credit_limit FROM accounts WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(unavailable)?
+        .ok_or(LedgerError::AccountNotFound)?;
+    let new_balance = domain::apply(balance, limit, transaction.delta())?;
+    tx.prepare_cached("UPDATE accounts SET balance = ?1 WHERE id = ?2")
+        .and_then(|mut s| s.execute((new_balance, account)))
+        .map_err(unavailable)?;
+    tx.prepare_cached(
+        "INSERT INTO transactions (account_id, amount, kind, description, posted_at_us)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute((
+            account,
+            transaction.amount.cents(),
+            transaction.kind.code(),
+            transaction.description.as_str(),
+            Utc::now().timestamp_micros(),
+        ))
+    })
+    .map_err(unavailable)?;
+    tx.commit().map_err(unavailable)?;
+    Ok(Balance {
+        balance: new_balance,
+        limit,
+    })
+}
+
+fn statement_blocking(
+    conn: &mut rusqlite::Connection,
+    account: i32,
+) -> Result<Statement, LedgerError> {
+    // A deferred read transaction reads from one WAL snapshot.
+    let tx = conn.transaction().map_err(unavailable)?;
+    let (balance, limit): (i64, i64) = tx
+        .prepare_cached("SELECT balance, credit_limit FROM accounts WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(unavailable)?
+        .ok_or(LedgerError::AccountNotFound)?;
+    let generated_at = Utc::now();
+    let mut query = tx
+        .prepare_cached(
+            "SELECT amount, kind, description, posted_at_us FROM transactions
+             WHERE account_id = ?1 ORDER BY id DESC LIMIT 10",
+        )
+        .map_err(unavailable)?;
+    let transactions = query
+        .query_map([account], |r| {
+            let kind: String = r.get(1)?;
+            Ok(PostedTransaction {
+                amount: r.get(0)?,
+                kind: if kind == "c" {
+                    Kind::Credit
+                } else {
+                    Kind::Debit
+                },
+                description: r.get(2)?,
+                posted_at: micros_to_time(r.get(3)?),
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(unavailable)?;
+    drop(query);
+    tx.finish().map_err(unavailable)?;
+    Ok(Statement {
+        balance,
+        limit,
+        generated_at,
+        transactions,
+    })
+}
+
+fn audit_blocking(conn: &mut rusqlite::Connection) -> Result<AuditReport, LedgerError> {
+    let tx = conn.transaction().map_err(unavailable)?;
+    let mut accounts = tx
+        .prepare("SELECT id, credit_limit, balance FROM accounts ORDER BY id")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok(AccountAudit {
+                    account: r.get(0)?,
+                    limit: r.get(1)?,
+                    balance: r.get(2)?,
+                    transactions_sum: 0,
+                    transactions: 0,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(unavailable)?;
+    let mut orphan_transactions = 0;
+    {
+        // Summed in Rust with i128: SQLite's SUM() fails on i64 overflow.
+        let mut rows = tx
+            .prepare("SELECT account_id, kind, amount FROM transactions")
+            .map_err(unavailable)?;
+        let mut cursor = rows.query([]).map_err(unavailable)?;
+        while let Some(row) = cursor.next().map_err(unavailable)? {
+            let account: i32 = row.get(0).map_err(unavailable)?;
+            let kind: String = row.get(1).map_err(unavailable)?;
+            let amount: i64 = row.get(2).map_err(unavailable)?;
+            match accounts.binary_search_by_key(&account, |a| a.account) {
+                Ok(i) => {
+                    let entry = &mut accounts[i];
+                    entry.transactions += 1;
+                    entry.transactions_sum += if kind == "c" {
+                        i128::from(amount)
+                    } else {
+                        -i128::from(amount)
+                    };
+                }
+                Err(_) => orphan_transactions += 1,
+            }
+        }
+    }
+    tx.finish().map_err(unavailable)?;
+    Ok(AuditReport {
+        accounts,
+        orphan_transactions,
+    })
+}
+
+impl Ledger for SqliteLedger {
+    async fn post(
+        &self,
+        account: AccountId,
+        transaction: &Transaction,
+    ) -> Result<Balance, LedgerError> {
+        let transaction = transaction.clone();
+        let account = account.get();
+        self.run(move |conn| post_blocking(conn, account, &transaction))
+            .await
+    }
+
+    async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
+        let account = account.get();
+        self.run(move |conn| statement_blocking(conn, account))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), LedgerError> {
+        self.run(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn audit(&self) -> Result<AuditReport, LedgerError> {
+        self.run(audit_blocking).await
+    }
+}

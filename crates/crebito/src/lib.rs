@@ -1,0 +1,15 @@
+//! crebito: the crébitos ledger API (Rinha de Backend 2024/Q1).
+//!
+//! * [`domain`] — pure types and rules (amounts in cents, kinds,
+//!   descriptions, the limit rule).
+//! * [`ledger`] — the storage trait and its PostgreSQL and SQLite
+//!   implementations, which own the concurrency guarantee.
+//! * [`http`] — routes, extractors and the one error type.
+//! * [`config`] — command line and environment.
+//! * [`server`] — listeners and graceful shutdown.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ledger;
+pub mod server;

@@ -1,0 +1,154 @@
+//! The `crebito` binary: parses the configuration and wires the pieces.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use crebito::config::{AuditArgs, Cli, Command, ServeArgs};
+use crebito::ledger::postgres::PostgresOptions;
+use crebito::ledger::{AnyLedger, Ledger};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mode = match cli.command {
+        None => Mode::Serve(cli.serve),
+        Some(Command::Serve(args)) => Mode::Serve(args),
+        Some(Command::Audit(args)) => Mode::Audit(args),
+    };
+    let threads = match &mode {
+        Mode::Serve(args) => args.worker_threads,
+        Mode::Audit(_) => 1,
+    };
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.into())
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("crebito: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(mode.run())
+}
+
+enum Mode {
+    Serve(ServeArgs),
+    Audit(AuditArgs),
+}
+
+impl Mode {
+    async fn run(self) -> ExitCode {
+        match self {
+            Mode::Serve(args) => serve(args).await,
+            Mode::Audit(args) => audit(args).await,
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let options = PostgresOptions {
+        pool_size: args.pool_size.into(),
+        acquire_timeout: Duration::from_millis(args.acquire_timeout_ms),
+    };
+    let ledger = match open_with_retry(&args, &options).await {
+        Ok(ledger) => ledger,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = match crebito::server::bind(&args.listen).await {
+        Ok(bound) => bound,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(listen = %args.listen, "crebito ready");
+    let app = crebito::http::router(Arc::new(ledger));
+    match crebito::server::serve(bound, app, crebito::server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The database may still be starting (docker compose, the stack script):
+/// retry for up to 30 s before giving up.
+async fn open_with_retry(
+    args: &ServeArgs,
+    options: &PostgresOptions,
+) -> Result<AnyLedger, crebito::ledger::LedgerError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match AnyLedger::open(&args.database_url, options).await {
+            Ok(ledger) => return Ok(ledger),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!("database not ready, retrying: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn audit(args: AuditArgs) -> ExitCode {
+    let ledger = match AnyLedger::open(&args.database_url, &PostgresOptions::default()).await {
+        Ok(ledger) => ledger,
+        Err(e) => {
+            eprintln!("crebito audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = match ledger.audit().await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("crebito audit: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "{:>8} {:>14} {:>16} {:>20} {:>8}  result",
+        "account", "limit", "balance", "sum of postings", "postings"
+    );
+    for a in &report.accounts {
+        println!(
+            "{:>8} {:>14} {:>16} {:>20} {:>8}  {}",
+            a.account,
+            a.limit,
+            a.balance,
+            a.transactions_sum,
+            a.transactions,
+            if a.holds() { "ok" } else { "FAILED" }
+        );
+    }
+    println!(
+        "transactions without an account: {}",
+        report.orphan_transactions
+    );
+    if report.holds() {
+        println!("audit passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("audit FAILED");
+        ExitCode::FAILURE
+    }
+}
