@@ -1,0 +1,381 @@
+//! Test support: a throwaway PostgreSQL server, fresh databases, and the
+//! real router served on a real socket.
+//!
+//! Why not the `pgtemp` crate: it runs `initdb`/`postgres` as the current
+//! user, and CI runs as root, which PostgreSQL refuses. This helper runs the
+//! server as the `postgres` system user when started as root.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crebito::ledger::postgres::PostgresOptions;
+use crebito::ledger::{AnyLedger, DatabaseUrl};
+
+/// Which ledger a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Set this to a PostgreSQL URL of a role that may CREATE DATABASE to use an
+/// existing server instead of starting a throwaway one.
+pub const ADMIN_URL_ENV: &str = "CREBITO_TEST_DATABASE_URL";
+
+struct Server {
+    admin_url: String,
+    // Kept open for the life of the test process: when it closes (the
+    // process exits), the wrapper shell stops the server and removes its data.
+    _stdin: Mutex<Option<std::process::ChildStdin>>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn postgres_bin_dir() -> PathBuf {
+    if let Ok(path) = which("initdb") {
+        return path.parent().unwrap().to_path_buf();
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    candidates.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL server binaries (initdb, postgres) not found on PATH or under \
+             /usr/lib/postgresql/*/bin. Install them (Debian: apt-get install postgresql) \
+             or set {ADMIN_URL_ENV} to a server the tests may create databases on."
+        )
+    })
+}
+
+fn which(name: &str) -> Result<PathBuf, ()> {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .ok_or(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Runs `program args` as the `postgres` user when we are root.
+fn as_server_user(program: &Path) -> Command {
+    if is_root() {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start_server() -> Server {
+    if let Ok(url) = std::env::var(ADMIN_URL_ENV) {
+        return Server {
+            admin_url: url,
+            _stdin: Mutex::new(None),
+        };
+    }
+    let bin = postgres_bin_dir();
+    let dir = tempfile::Builder::new()
+        .prefix("crebito-test-pg-")
+        .tempdir()
+        .expect("create temp dir")
+        .keep();
+    let data = dir.join("data");
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status()
+            .expect("chown");
+        assert!(
+            status.success(),
+            "cannot chown {} to postgres",
+            dir.display()
+        );
+    }
+    let out = as_server_user(&bin.join("initdb"))
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "-D",
+        ])
+        .arg(&data)
+        .output()
+        .expect("run initdb");
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The wrapper waits for its stdin to close (our process exiting), then
+    // stops the server and removes the directory.
+    let script = format!(
+        "'{postgres}' -D '{data}' -k '{dir}' -c listen_addresses= -c max_connections=200 \
+         > '{dir}/server.log' 2>&1 & pid=$!; read _; kill -INT $pid; wait $pid; rm -rf '{dir}'",
+        postgres = bin.join("postgres").display(),
+        data = data.display(),
+        dir = dir.display(),
+    );
+    let mut child: Child = if is_root() {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--", "sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .spawn()
+    } else {
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .spawn()
+    }
+    .expect("start postgres");
+    let stdin = child.stdin.take();
+    let admin_url = format!(
+        "postgres://postgres@localhost/postgres?host={}",
+        dir.display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join(".s.PGSQL.5432").exists() {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            panic!("PostgreSQL did not start within 30 s:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server {
+        admin_url,
+        _stdin: Mutex::new(stdin),
+    }
+}
+
+/// Creates a fresh, empty database and returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    let server = SERVER.get_or_init(start_server);
+    let name = format!(
+        "crebito_test_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (client, connection) = loop {
+        match tokio_postgres::connect(&server.admin_url, tokio_postgres::NoTls).await {
+            Ok(pair) => break pair,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot connect to the test PostgreSQL: {e}"),
+        }
+    };
+    let task = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    drop(client);
+    let _ = task.await;
+    replace_database(&server.admin_url, &name)
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    // postgres://user@host/DB?query -> postgres://user@host/NAME?query
+    let (before_query, query) = match url.split_once('?') {
+        Some((a, q)) => (a, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = before_query.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match before_query[scheme_end..].find('/') {
+        Some(i) => &before_query[..scheme_end + i],
+        None => before_query,
+    };
+    format!("{base}/{name}{query}")
+}
+
+/// A database URL for a fresh, empty ledger of `backend`, plus whatever must
+/// live as long as it (the SQLite temp dir).
+pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Postgres => (fresh_postgres_database().await, None),
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+            (url, Some(dir))
+        }
+    }
+}
+
+/// Opens the ledger at `url` (applying migrations).
+pub async fn open_ledger(url: &str) -> AnyLedger {
+    let url: DatabaseUrl = url.parse().expect("database url");
+    AnyLedger::open(
+        &url,
+        &PostgresOptions {
+            pool_size: 8,
+            acquire_timeout: Duration::from_secs(10),
+        },
+    )
+    .await
+    .expect("open ledger")
+}
+
+/// The real router on a real TCP socket, on a fresh ledger.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The ledger's database URL (for a second instance or an audit).
+    pub database_url: String,
+    pub client: reqwest::Client,
+    pub ledger: Arc<AnyLedger>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    /// Starts a server on a fresh database of `backend`.
+    pub async fn start(backend: Backend) -> TestApp {
+        let (url, dir) = fresh_database(backend).await;
+        let mut app = Self::start_on(&url).await;
+        app._dir = dir;
+        app
+    }
+
+    /// Starts another server (instance) on an existing database.
+    pub async fn start_on(url: &str) -> TestApp {
+        let ledger = Arc::new(open_ledger(url).await);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = crebito::http::router(ledger.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        TestApp {
+            base,
+            database_url: url.to_owned(),
+            client: reqwest::Client::new(),
+            ledger,
+            _dir: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// POSTs a raw JSON body to account `id`; returns status and parsed body.
+    pub async fn post_raw(&self, id: &str, body: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(&format!("/clientes/{id}/transacoes")))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("send");
+        read(response).await
+    }
+
+    /// POSTs one transaction to account `id`.
+    pub async fn post(
+        &self,
+        id: i64,
+        valor: i64,
+        tipo: &str,
+        descricao: &str,
+    ) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"valor": valor, "tipo": tipo, "descricao": descricao});
+        self.post_raw(&id.to_string(), &body.to_string()).await
+    }
+
+    /// GETs the statement of account `id`.
+    pub async fn statement(&self, id: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url(&format!("/clientes/{id}/extrato")))
+            .send()
+            .await
+            .expect("send");
+        read(response).await
+    }
+}
+
+/// Status and JSON body of a response; asserts the JSON content type.
+pub async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = response.bytes().await.expect("body");
+    assert_eq!(
+        content_type,
+        "application/json",
+        "status {status}, body {:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "status {status}: body is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    (status, body)
+}
+
+/// Writes to stderr so that slow steps show up in `--nocapture` runs.
+pub fn note(message: &str) {
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replace_database_keeps_query() {
+        assert_eq!(
+            super::replace_database("postgres://u@localhost/postgres?host=/tmp/x", "db1"),
+            "postgres://u@localhost/db1?host=/tmp/x"
+        );
+        assert_eq!(
+            super::replace_database("postgres://u:p@h:5/postgres", "db1"),
+            "postgres://u:p@h:5/db1"
+        );
+        assert_eq!(
+            super::replace_database("postgres://h", "db1"),
+            "postgres://h/db1"
+        );
+    }
+}
