@@ -4,7 +4,7 @@
 
 mod support;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{Backend, TestApp};
 
 /// Generates one `#[tokio::test]` per case and backend.
@@ -422,7 +422,7 @@ async fn health(app: TestApp) {
     let response = app.client.get(app.url("/health")).send().await.unwrap();
     let (status, body) = support::read(response).await;
     assert_eq!(status, 200);
-    assert_eq!(body, Value::from(json!({"status": "ok"})));
+    assert_eq!(body, json!({"status": "ok"}));
 }
 
 #[test]

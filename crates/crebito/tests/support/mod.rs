@@ -30,9 +30,10 @@ pub const ADMIN_URL_ENV: &str = "CREBITO_TEST_DATABASE_URL";
 
 struct Server {
     admin_url: String,
-    // Kept open for the life of the test process: when it closes (the
-    // process exits), the wrapper shell stops the server and removes its data.
-    _stdin: Mutex<Option<std::process::ChildStdin>>,
+    // The wrapper shell, whose stdin stays open for the life of the test
+    // process: when it closes (the process exits), the wrapper stops the
+    // server and removes its data directory.
+    _wrapper: Mutex<Option<Child>>,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -99,7 +100,7 @@ fn start_server() -> Server {
     if let Ok(url) = std::env::var(ADMIN_URL_ENV) {
         return Server {
             admin_url: url,
-            _stdin: Mutex::new(None),
+            _wrapper: Mutex::new(None),
         };
     }
     let bin = postgres_bin_dir();
@@ -149,7 +150,7 @@ fn start_server() -> Server {
         data = data.display(),
         dir = dir.display(),
     );
-    let mut child: Child = if is_root() {
+    let child: Child = if is_root() {
         Command::new("runuser")
             .args(["-u", "postgres", "--", "sh", "-c", &script])
             .stdin(Stdio::piped())
@@ -161,7 +162,6 @@ fn start_server() -> Server {
             .spawn()
     }
     .expect("start postgres");
-    let stdin = child.stdin.take();
     let admin_url = format!(
         "postgres://postgres@localhost/postgres?host={}",
         dir.display()
@@ -176,7 +176,7 @@ fn start_server() -> Server {
     }
     Server {
         admin_url,
-        _stdin: Mutex::new(stdin),
+        _wrapper: Mutex::new(Some(child)),
     }
 }
 
