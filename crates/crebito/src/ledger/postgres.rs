@@ -279,13 +279,23 @@ impl Ledger for PostgresLedger {
     }
 
     async fn audit(&self) -> Result<AuditReport, LedgerError> {
-        let client = self.client().await?;
-        let tx_rows = client.query(AUDIT_SQL, &[]).await.map_err(unavailable)?;
-        let orphans: i64 = client
+        let mut client = self.client().await?;
+        // Both queries read one snapshot.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(unavailable)?;
+        let tx_rows = tx.query(AUDIT_SQL, &[]).await.map_err(unavailable)?;
+        let orphans: i64 = tx
             .query_one(ORPHANS_SQL, &[])
             .await
             .map_err(unavailable)?
             .get(0);
+        tx.commit().await.map_err(unavailable)?;
+        drop(client);
         let mut accounts = Vec::with_capacity(tx_rows.len());
         for row in tx_rows {
             let sum: String = row.get(3);

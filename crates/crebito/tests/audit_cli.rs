@@ -1,0 +1,61 @@
+//! `crebito audit`: exit 0 when every account holds, 1 when one does not.
+
+mod support;
+
+use std::process::Command;
+
+fn audit(url: &str) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_crebito"))
+        .args(["audit", "--database-url", url])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run crebito audit");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_passes_then_catches_a_tampered_balance() {
+    for backend in [support::Backend::Sqlite, support::Backend::Postgres] {
+        let app = support::TestApp::start(backend).await;
+        app.post(1, 500, "c", "a").await;
+        app.post(1, 200, "d", "b").await;
+        let (code, out) = audit(&app.database_url);
+        assert_eq!(code, 0, "{backend:?}: {out}");
+        assert!(out.contains("audit passed"), "{out}");
+        // Move a balance without a transaction row.
+        match backend {
+            support::Backend::Sqlite => {
+                let path = app.database_url.strip_prefix("sqlite://").unwrap();
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 2", [])
+                    .unwrap();
+            }
+            support::Backend::Postgres => {
+                let (client, connection) =
+                    tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                client
+                    .execute(
+                        "UPDATE accounts SET balance = balance + 1 WHERE id = 2",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        let (code, out) = audit(&app.database_url);
+        assert_eq!(code, 1, "{backend:?}: {out}");
+        assert!(out.contains("FAILED"), "{out}");
+    }
+}
+
+#[test]
+fn audit_of_an_unreachable_database_exits_2() {
+    let (code, _) = audit("postgres://nobody@127.0.0.1:1/none?connect_timeout=2");
+    assert_eq!(code, 2);
+}
