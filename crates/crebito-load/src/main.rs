@@ -1,0 +1,173 @@
+//! `crebito-load`: runs the official crébitos load test (SPEC.md §5) against
+//! a base URL, prints the summary and the SLA score (SPEC.md §6), and
+//! optionally writes an HTML report and a JSON summary.
+//!
+//! Exit status: 0 when the run completed (and the payout is at least
+//! `--fail-under`), 1 when the payout is below `--fail-under`, 2 on unusable
+//! arguments or an unreachable target.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crebito_load::runner::RunConfig;
+use crebito_load::{report, RunReport};
+
+/// The official Rinha de Backend 2024/Q1 load test (crébitos), with its SLA
+/// score and an HTML report.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Base URL of the API under test.
+    #[arg(
+        long,
+        env = "CREBITO_LOAD_BASE_URL",
+        default_value = "http://localhost:9999"
+    )]
+    base_url: String,
+
+    /// Multiplies the durations of the three open-model phases (2 min ramp +
+    /// 2 min constant at 1.0; 0.1 is a 24-second load at the same rates).
+    /// Rounded to whole seconds per step, at least 1 s.
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    scale: f64,
+
+    /// Multiplies the arrival rates of the three open-model phases (for
+    /// capacity runs beyond the official load).
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
+    rate: f64,
+
+    /// Seed of the random inputs (accounts, amounts, descriptions); random
+    /// when absent, and printed so that a run can be repeated.
+    #[arg(long, env = "CREBITO_LOAD_SEED")]
+    seed: Option<u64>,
+
+    /// Before starting, probe GET /clientes/1/extrato every 2 s for up to
+    /// this many seconds, like the official script.
+    #[arg(long, value_name = "SECS", default_value_t = 40)]
+    wait_ready: u64,
+
+    /// Write a self-contained index.html and summary.json into this directory.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+
+    /// Write the JSON summary to this file ("-" for stdout; the text summary
+    /// then goes to stderr).
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+
+    /// Exit with status 1 when the payout is below this many USD.
+    #[arg(long, value_name = "USD")]
+    fail_under: Option<f64>,
+
+    /// Tokio worker threads of the generator (it shares the machine with the
+    /// stack under test; 1 is plenty for the official load).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
+
+    /// Gatling's injector tick in ms (phases start on ticks); only tests
+    /// shorten it.
+    #[arg(long, default_value_t = 1000, hide = true)]
+    tick_ms: u64,
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be a number greater than 0"))
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let config = RunConfig {
+        base_url: args.base_url.clone(),
+        scale: args.scale,
+        rate: args.rate,
+        seed,
+        wait_ready: Duration::from_secs(args.wait_ready),
+        tick: Duration::from_millis(args.tick_ms.max(1)),
+        progress: true,
+    };
+    let threads = usize::from(args.threads);
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("crebito-load: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!(
+        "crebito-load: target {}, scale {}, rate ×{}, seed {seed}",
+        config.base_url, config.scale, config.rate
+    );
+    let report = match runtime.block_on(crebito_load::run(&config, threads)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("crebito-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match output(&args, &report) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("crebito-load: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match args.fail_under {
+        Some(min) if report.summary.payout_usd < min => {
+            eprintln!(
+                "crebito-load: payout USD {:.2} is below --fail-under {min:.2}",
+                report.summary.payout_usd
+            );
+            ExitCode::from(1)
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn output(args: &Args, report: &RunReport) -> Result<(), String> {
+    let text = report.summary.to_text();
+    let json_to_stdout = args.json.as_deref() == Some("-");
+    if json_to_stdout {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report.summary).map_err(|e| e.to_string())? + "\n";
+        if json_to_stdout {
+            std::io::stdout()
+                .write_all(json.as_bytes())
+                .map_err(|e| e.to_string())?;
+        } else {
+            std::fs::write(path, json).map_err(|e| format!("cannot write {path}: {e}"))?;
+        }
+    }
+    if let Some(dir) = &args.report {
+        report::write(dir, report)
+            .map_err(|e| format!("cannot write the report into {}: {e}", dir.display()))?;
+        eprintln!(
+            "crebito-load: report written to {}",
+            dir.join("index.html").display()
+        );
+    }
+    Ok(())
+}
