@@ -73,6 +73,11 @@ pub struct ServeArgs {
     /// per instance keeps quota bursts (and their latency spikes) away.
     #[arg(long, env = "CREBITO_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: u16,
+
+    /// How long an Idempotency-Key is remembered, in hours (at least 24).
+    /// Every instance deletes older keys once an hour.
+    #[arg(long, env = "CREBITO_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(24..=87_600))]
+    pub idempotency_retention_hours: u64,
 }
 
 /// Options of `crebito audit`.

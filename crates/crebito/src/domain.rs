@@ -140,6 +140,33 @@ impl Description {
     }
 }
 
+/// A client-chosen key that makes a posting safe to retry (the
+/// `Idempotency-Key` request header): 1 to 64 visible ASCII characters
+/// (`!` to `~`). Keys are scoped to one account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// Maximum length in characters.
+    pub const MAX_LEN: usize = 64;
+
+    /// Validates length and characters.
+    pub fn new(text: &str) -> Result<IdempotencyKey, InvalidField> {
+        if (1..=Self::MAX_LEN).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(IdempotencyKey(text.to_owned()))
+        } else {
+            Err(invalid(
+                "Idempotency-Key must be 1 to 64 visible ASCII characters",
+            ))
+        }
+    }
+
+    /// The key as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A validated request to post one transaction to an account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
@@ -152,6 +179,18 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// A stable text that identifies the request's content, stored with an
+    /// idempotency key so that a reuse of the key for a different request
+    /// can be refused: `"<amount>:<c|d>:<description>"`.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.amount.cents(),
+            self.kind.code(),
+            self.description.as_str()
+        )
+    }
+
     /// The signed change to the balance, in cents: `+amount` for a credit,
     /// `-amount` for a debit. Never overflows, since `amount > 0`.
     pub fn delta(&self) -> i64 {
@@ -296,6 +335,40 @@ mod tests {
         assert!(Description::new("😀".repeat(10)).is_ok());
         assert!(Description::new("😀".repeat(11)).is_err());
         assert!(Description::new("a\0b").is_err());
+    }
+
+    #[test]
+    fn idempotency_key_is_1_to_64_visible_ascii() {
+        assert!(IdempotencyKey::new("a").is_ok());
+        assert!(IdempotencyKey::new(&"k".repeat(64)).is_ok());
+        assert!(IdempotencyKey::new("550e8400-e29b-41d4-a716-446655440000").is_ok());
+        assert!(IdempotencyKey::new("!~").is_ok());
+        for bad in ["", " ", "a b", "é", "tab\t", "\u{7f}"] {
+            assert!(IdempotencyKey::new(bad).is_err(), "{bad:?}");
+        }
+        assert!(IdempotencyKey::new(&"k".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn fingerprint_distinguishes_requests() {
+        let t = |amount, kind, text: &str| Transaction {
+            amount: Amount::new(amount).unwrap(),
+            kind,
+            description: Description::new(text).unwrap(),
+        };
+        assert_eq!(t(5, Kind::Credit, "a").fingerprint(), "5:c:a");
+        assert_ne!(
+            t(5, Kind::Credit, "a").fingerprint(),
+            t(5, Kind::Debit, "a").fingerprint()
+        );
+        assert_ne!(
+            t(5, Kind::Credit, "a").fingerprint(),
+            t(5, Kind::Credit, "b").fingerprint()
+        );
+        assert_ne!(
+            t(5, Kind::Credit, "a").fingerprint(),
+            t(6, Kind::Credit, "a").fingerprint()
+        );
     }
 
     #[test]

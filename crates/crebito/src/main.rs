@@ -81,12 +81,30 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     tracing::info!(listen = %args.listen, "crebito ready");
-    let app = crebito::http::router(Arc::new(ledger));
+    let ledger = Arc::new(ledger);
+    tokio::spawn(purge_idempotency_keys(
+        ledger.clone(),
+        Duration::from_secs(args.idempotency_retention_hours * 3600),
+    ));
+    let app = crebito::http::router(ledger);
     match crebito::server::serve(bound, app, crebito::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Deletes expired idempotency keys now and then once an hour.
+async fn purge_idempotency_keys(ledger: Arc<AnyLedger>, retention: Duration) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match ledger.purge_idempotency_keys(retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
+            Err(e) => tracing::warn!("cannot purge idempotency keys: {e}"),
         }
     }
 }

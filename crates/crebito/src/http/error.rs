@@ -25,6 +25,9 @@ pub enum ApiError {
     /// The new balance would overflow 64-bit cents: 422.
     #[error("the new balance would overflow")]
     Overflow,
+    /// The `Idempotency-Key` was first used for a different request: 422.
+    #[error("Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
     /// No account with this id, or an id that cannot name one: 404.
     #[error("account not found")]
     AccountNotFound,
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::InvalidField(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::LimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overflow => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AccountNotFound => StatusCode::NOT_FOUND,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -70,6 +74,7 @@ impl From<LedgerError> for ApiError {
             LedgerError::AccountNotFound => ApiError::AccountNotFound,
             LedgerError::LimitExceeded => ApiError::LimitExceeded,
             LedgerError::Overflow => ApiError::Overflow,
+            LedgerError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             LedgerError::Unavailable(detail) => ApiError::Unavailable(detail),
         }
     }

@@ -20,7 +20,7 @@ pub mod error;
 pub mod request;
 
 pub use error::ApiError;
-use request::{AccountPath, PostingBody};
+use request::{AccountPath, IdempotencyHeader, PostingBody};
 
 /// Builds the application: `POST /clientes/{id}/transacoes`,
 /// `GET /clientes/{id}/extrato` and `GET /health` on `ledger`. Unknown paths
@@ -85,9 +85,10 @@ struct StatementRow<'a> {
 async fn post_transaction<L: Ledger>(
     State(ledger): State<Arc<L>>,
     AccountPath(account): AccountPath,
+    IdempotencyHeader(key): IdempotencyHeader,
     PostingBody(transaction): PostingBody,
 ) -> Result<Response, ApiError> {
-    let balance = ledger.post(account, &transaction).await?;
+    let balance = ledger.post(account, &transaction, key.as_ref()).await?;
     Ok(json_response(
         StatusCode::OK,
         &PostingResponse {

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiError;
-use crate::domain::{AccountId, Amount, Description, InvalidField, Kind, Transaction};
+use crate::domain::{
+    AccountId, Amount, Description, IdempotencyKey, InvalidField, Kind, Transaction,
+};
 
 /// Largest accepted request body, in bytes (issue "crebito API server":
 /// over 1 KiB is 413). A valid posting is under 100 bytes.
@@ -29,6 +31,30 @@ impl<S: Send + Sync> FromRequestParts<S> for AccountPath {
         AccountId::parse(&id)
             .map(AccountPath)
             .ok_or(ApiError::AccountNotFound)
+    }
+}
+
+/// The optional `Idempotency-Key` header of a posting. Rejection: 422 when
+/// present but not 1 to 64 visible ASCII characters.
+#[derive(Debug, Clone)]
+pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+/// Name of the idempotency header.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+        let Some(value) = values.next() else {
+            return Ok(IdempotencyHeader(None));
+        };
+        if values.next().is_some() {
+            return Err(InvalidField("Idempotency-Key must be sent once".into()).into());
+        }
+        let text = value.to_str().unwrap_or("\u{0}");
+        Ok(IdempotencyHeader(Some(IdempotencyKey::new(text)?)))
     }
 }
 

@@ -30,6 +30,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "seed",
         sql: include_str!("../../migrations/0002_seed.sql"),
     },
+    Migration {
+        version: 3,
+        name: "idempotency_keys",
+        sql: include_str!("../../migrations/postgres/0003_idempotency_keys.sql"),
+    },
 ];
 
 /// SQLite migrations.
@@ -43,6 +48,11 @@ pub const SQLITE: &[Migration] = &[
         version: 2,
         name: "seed",
         sql: include_str!("../../migrations/0002_seed.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "idempotency_keys",
+        sql: include_str!("../../migrations/sqlite/0003_idempotency_keys.sql"),
     },
 ];
 

@@ -8,7 +8,7 @@ use std::future::Future;
 
 use thiserror::Error;
 
-use crate::domain::{AccountId, Balance, PostingError, Statement, Transaction};
+use crate::domain::{AccountId, Balance, IdempotencyKey, PostingError, Statement, Transaction};
 
 pub mod migrations;
 pub mod postgres;
@@ -28,6 +28,10 @@ pub enum LedgerError {
     /// nothing was recorded (issue "crebito API server": 422).
     #[error("the new balance would overflow")]
     Overflow,
+    /// The idempotency key was first used for a different request on this
+    /// account; nothing was recorded (422).
+    #[error("Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
     /// The database cannot be reached or failed; the message is for logs
     /// only, never for clients (HTTP 503).
     #[error("ledger unavailable: {0}")]
@@ -95,11 +99,24 @@ pub trait Ledger: Send + Sync + 'static {
     /// it. Errors: [`LedgerError::AccountNotFound`],
     /// [`LedgerError::LimitExceeded`], [`LedgerError::Overflow`] (nothing is
     /// recorded for any of them) and [`LedgerError::Unavailable`].
+    ///
+    /// With a `key`, the outcome (posted, or refused for the limit) is stored
+    /// atomically with the posting; a later call with the same key on the
+    /// same account returns that outcome without posting again, and
+    /// [`LedgerError::IdempotencyKeyReused`] when the transaction differs.
     fn post(
         &self,
         account: AccountId,
         transaction: &Transaction,
+        key: Option<&IdempotencyKey>,
     ) -> impl Future<Output = Result<Balance, LedgerError>> + Send;
+
+    /// Deletes idempotency keys first used more than `older_than` ago;
+    /// returns how many were deleted.
+    fn purge_idempotency_keys(
+        &self,
+        older_than: std::time::Duration,
+    ) -> impl Future<Output = Result<u64, LedgerError>> + Send;
 
     /// Reads the balance, limit and the last 10 transactions (newest first)
     /// as one snapshot. Errors: [`LedgerError::AccountNotFound`],
@@ -175,10 +192,21 @@ impl Ledger for AnyLedger {
         &self,
         account: AccountId,
         transaction: &Transaction,
+        key: Option<&IdempotencyKey>,
     ) -> Result<Balance, LedgerError> {
         match self {
-            AnyLedger::Postgres(l) => l.post(account, transaction).await,
-            AnyLedger::Sqlite(l) => l.post(account, transaction).await,
+            AnyLedger::Postgres(l) => l.post(account, transaction, key).await,
+            AnyLedger::Sqlite(l) => l.post(account, transaction, key).await,
+        }
+    }
+
+    async fn purge_idempotency_keys(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<u64, LedgerError> {
+        match self {
+            AnyLedger::Postgres(l) => l.purge_idempotency_keys(older_than).await,
+            AnyLedger::Sqlite(l) => l.purge_idempotency_keys(older_than).await,
         }
     }
 

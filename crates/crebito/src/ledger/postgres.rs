@@ -23,7 +23,9 @@ use tokio_postgres::NoTls;
 
 use super::migrations::{self, Migration};
 use super::{AccountAudit, AuditReport, Ledger, LedgerError};
-use crate::domain::{AccountId, Balance, Kind, PostedTransaction, Statement, Transaction};
+use crate::domain::{
+    AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, Statement, Transaction,
+};
 
 /// Key of the advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK: i64 = 0x0063_7265_6269_746f; // "crebito" in ASCII
@@ -40,6 +42,45 @@ WITH account AS (
     SELECT id, $3, $4, $5 FROM moved
 )
 SELECT account.credit_limit, moved.balance FROM account LEFT JOIN moved ON true";
+
+/// [`POST_SQL`] with an idempotency key ($6) and request fingerprint ($7):
+/// nothing moves when the key is already recorded (`previous`), and the
+/// outcome is recorded in the same statement. Two concurrent requests with
+/// one new key both try to insert it: the second fails on the primary key
+/// (unique violation), which rolls its whole statement back, posting
+/// included; it then reads the first one's recorded outcome.
+const POST_IDEMPOTENT_SQL: &str = "\
+WITH account AS (
+    SELECT credit_limit FROM accounts WHERE id = $1
+), previous AS (
+    SELECT fingerprint, outcome, balance FROM idempotency_keys
+    WHERE account_id = $1 AND key = $6
+), moved AS (
+    UPDATE accounts SET balance = balance + $2
+    WHERE id = $1 AND balance + $2 >= -credit_limit
+      AND NOT EXISTS (SELECT 1 FROM previous)
+    RETURNING id, balance
+), posted AS (
+    INSERT INTO transactions (account_id, amount, kind, description)
+    SELECT id, $3, $4, $5 FROM moved
+), remembered AS (
+    INSERT INTO idempotency_keys (account_id, key, fingerprint, outcome, balance, credit_limit)
+    SELECT $1, $6, $7,
+           CASE WHEN moved.balance IS NULL THEN 'limit_exceeded' ELSE 'posted' END,
+           moved.balance, account.credit_limit
+    FROM account LEFT JOIN moved ON true
+    WHERE NOT EXISTS (SELECT 1 FROM previous)
+)
+SELECT account.credit_limit, moved.balance,
+       previous.fingerprint, previous.outcome, previous.balance
+FROM account LEFT JOIN moved ON true LEFT JOIN previous ON true";
+
+const RECORDED_KEY_SQL: &str = "\
+SELECT k.fingerprint, k.outcome, k.balance, k.credit_limit
+FROM idempotency_keys k WHERE k.account_id = $1 AND k.key = $2";
+
+const PURGE_KEYS_SQL: &str = "\
+DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)";
 
 const STATEMENT_SQL: &str = "\
 SELECT a.balance, a.credit_limit, t.amount, t.kind, t.description, t.posted_at
@@ -198,6 +239,92 @@ async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<(),
     Ok(())
 }
 
+/// Maps the errors a posting statement can raise: bigint overflow, the
+/// balance CHECK (the second line of defence), anything else.
+fn posting_error(error: tokio_postgres::Error) -> LedgerError {
+    match error.code() {
+        Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => LedgerError::Overflow,
+        Some(&SqlState::CHECK_VIOLATION) => LedgerError::LimitExceeded,
+        _ => unavailable(error),
+    }
+}
+
+/// The answer a recorded idempotency key stands for.
+fn recorded_outcome(
+    fingerprint: &str,
+    outcome: &str,
+    balance: Option<i64>,
+    limit: i64,
+    transaction: &Transaction,
+) -> Result<Balance, LedgerError> {
+    if fingerprint != transaction.fingerprint() {
+        return Err(LedgerError::IdempotencyKeyReused);
+    }
+    match (outcome, balance) {
+        ("posted", Some(balance)) => Ok(Balance { balance, limit }),
+        _ => Err(LedgerError::LimitExceeded),
+    }
+}
+
+impl PostgresLedger {
+    async fn post_idempotent(
+        &self,
+        account: AccountId,
+        transaction: &Transaction,
+        key: &IdempotencyKey,
+    ) -> Result<Balance, LedgerError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(POST_IDEMPOTENT_SQL)
+            .await
+            .map_err(unavailable)?;
+        let fingerprint = transaction.fingerprint();
+        let result = client
+            .query(
+                &statement,
+                &[
+                    &account.get(),
+                    &transaction.delta(),
+                    &transaction.amount.cents(),
+                    &transaction.kind.code(),
+                    &transaction.description.as_str(),
+                    &key.as_str(),
+                    &fingerprint,
+                ],
+            )
+            .await;
+        let rows = match result {
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                // A concurrent request with the same key committed first.
+                let row = client
+                    .query_opt(RECORDED_KEY_SQL, &[&account.get(), &key.as_str()])
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| LedgerError::Unavailable("idempotency key vanished".into()))?;
+                drop(client);
+                return recorded_outcome(
+                    row.get(0),
+                    row.get(1),
+                    row.get(2),
+                    row.get(3),
+                    transaction,
+                );
+            }
+            other => other.map_err(posting_error)?,
+        };
+        drop(client);
+        let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
+        let limit: i64 = row.get(0);
+        if let Some(previous) = row.get::<_, Option<&str>>(2) {
+            return recorded_outcome(previous, row.get(3), row.get(4), limit, transaction);
+        }
+        match row.get::<_, Option<i64>>(1) {
+            Some(balance) => Ok(Balance { balance, limit }),
+            None => Err(LedgerError::LimitExceeded),
+        }
+    }
+}
+
 fn unavailable(error: tokio_postgres::Error) -> LedgerError {
     LedgerError::Unavailable(error.to_string())
 }
@@ -207,7 +334,11 @@ impl Ledger for PostgresLedger {
         &self,
         account: AccountId,
         transaction: &Transaction,
+        key: Option<&IdempotencyKey>,
     ) -> Result<Balance, LedgerError> {
+        if let Some(key) = key {
+            return self.post_idempotent(account, transaction, key).await;
+        }
         let client = self.client().await?;
         let statement = client.prepare_cached(POST_SQL).await.map_err(unavailable)?;
         let rows = client
@@ -223,11 +354,7 @@ impl Ledger for PostgresLedger {
             )
             .await;
         drop(client);
-        let rows = rows.map_err(|e| match e.code() {
-            Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => LedgerError::Overflow,
-            Some(&SqlState::CHECK_VIOLATION) => LedgerError::LimitExceeded,
-            _ => unavailable(e),
-        })?;
+        let rows = rows.map_err(posting_error)?;
         let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let limit: i64 = row.get(0);
         let balance: Option<i64> = row.get(1);
@@ -235,6 +362,14 @@ impl Ledger for PostgresLedger {
             Some(balance) => Ok(Balance { balance, limit }),
             None => Err(LedgerError::LimitExceeded),
         }
+    }
+
+    async fn purge_idempotency_keys(&self, older_than: Duration) -> Result<u64, LedgerError> {
+        let client = self.client().await?;
+        client
+            .execute(PURGE_KEYS_SQL, &[&older_than.as_secs_f64()])
+            .await
+            .map_err(unavailable)
     }
 
     async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {

@@ -18,7 +18,10 @@ use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime};
 
 use super::migrations::{self, Migration};
 use super::{AccountAudit, AuditReport, Ledger, LedgerError};
-use crate::domain::{self, AccountId, Balance, Kind, PostedTransaction, Statement, Transaction};
+use crate::domain::{
+    self, AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, PostingError, Statement,
+    Transaction,
+};
 
 /// How long a writer waits for another writer's lock before giving up with
 /// [`LedgerError::Unavailable`].
@@ -155,6 +158,7 @@ fn post_blocking(
     conn: &mut rusqlite::Connection,
     account: i32,
     transaction: &Transaction,
+    key: Option<&IdempotencyKey>,
 ) -> Result<Balance, LedgerError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -167,7 +171,46 @@ fn post_blocking(
         })
         .map_err(unavailable)?
         .ok_or(LedgerError::AccountNotFound)?;
-    let new_balance = domain::apply(balance, limit, transaction.delta())?;
+    if let Some(key) = key {
+        // The write lock is held: no other request can record this key now.
+        let recorded: Option<(String, String, Option<i64>)> = tx
+            .prepare_cached(
+                "SELECT fingerprint, outcome, balance FROM idempotency_keys
+                 WHERE account_id = ?1 AND key = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row((account, key.as_str()), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+            })
+            .map_err(unavailable)?;
+        if let Some((fingerprint, outcome, balance)) = recorded {
+            if fingerprint != transaction.fingerprint() {
+                return Err(LedgerError::IdempotencyKeyReused);
+            }
+            return match (outcome.as_str(), balance) {
+                ("posted", Some(balance)) => Ok(Balance { balance, limit }),
+                _ => Err(LedgerError::LimitExceeded),
+            };
+        }
+    }
+    let applied = domain::apply(balance, limit, transaction.delta());
+    if let (Some(key), Err(PostingError::LimitExceeded)) = (key, applied) {
+        // Remember the refusal, so a retry gets the same answer.
+        remember_key(
+            &tx,
+            account,
+            key,
+            transaction,
+            "limit_exceeded",
+            None,
+            limit,
+        )?;
+        tx.commit().map_err(unavailable)?;
+        return Err(LedgerError::LimitExceeded);
+    }
+    let new_balance = applied?;
     tx.prepare_cached("UPDATE accounts SET balance = ?1 WHERE id = ?2")
         .and_then(|mut s| s.execute((new_balance, account)))
         .map_err(unavailable)?;
@@ -185,11 +228,51 @@ fn post_blocking(
         ))
     })
     .map_err(unavailable)?;
+    if let Some(key) = key {
+        remember_key(
+            &tx,
+            account,
+            key,
+            transaction,
+            "posted",
+            Some(new_balance),
+            limit,
+        )?;
+    }
     tx.commit().map_err(unavailable)?;
     Ok(Balance {
         balance: new_balance,
         limit,
     })
+}
+
+fn remember_key(
+    tx: &rusqlite::Transaction<'_>,
+    account: i32,
+    key: &IdempotencyKey,
+    transaction: &Transaction,
+    outcome: &str,
+    balance: Option<i64>,
+    limit: i64,
+) -> Result<(), LedgerError> {
+    tx.prepare_cached(
+        "INSERT INTO idempotency_keys
+             (account_id, key, fingerprint, outcome, balance, credit_limit, created_at_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute((
+            account,
+            key.as_str(),
+            transaction.fingerprint(),
+            outcome,
+            balance,
+            limit,
+            Utc::now().timestamp_micros(),
+        ))
+    })
+    .map(|_| ())
+    .map_err(unavailable)
 }
 
 fn statement_blocking(
@@ -293,11 +376,27 @@ impl Ledger for SqliteLedger {
         &self,
         account: AccountId,
         transaction: &Transaction,
+        key: Option<&IdempotencyKey>,
     ) -> Result<Balance, LedgerError> {
         let transaction = transaction.clone();
+        let key = key.cloned();
         let account = account.get();
-        self.run(move |conn| post_blocking(conn, account, &transaction))
+        self.run(move |conn| post_blocking(conn, account, &transaction, key.as_ref()))
             .await
+    }
+
+    async fn purge_idempotency_keys(&self, older_than: Duration) -> Result<u64, LedgerError> {
+        let cutoff = Utc::now().timestamp_micros()
+            - i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX / 2);
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM idempotency_keys WHERE created_at_us < ?1",
+                [cutoff],
+            )
+            .map(|n| n as u64)
+            .map_err(unavailable)
+        })
+        .await
     }
 
     async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
