@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::runner::PHASES;
 use crate::score::{format_usd, group_thousands};
 use crate::stats::Group;
 use crate::summary::{one_line, LAG_P99_LIMIT_MS};
@@ -62,8 +63,15 @@ fn phase_marks(report: &RunReport) -> Vec<(f64, String)> {
     report
         .phases
         .iter()
-        .filter(|(_, name)| name.starts_with("carga") || name.starts_with("validações"))
-        .map(|(s, name)| (*s, name.clone()))
+        .filter_map(|(s, name)| {
+            let label = match PHASES.iter().position(|p| p == name) {
+                Some(4) => "validações",
+                Some(5) => "rampa",
+                Some(6) => "constante",
+                _ => return None,
+            };
+            Some((*s, label.to_string()))
+        })
         .collect()
 }
 
@@ -81,16 +89,15 @@ fn requests_chart(report: &RunReport) -> String {
         Axis::linear(0.0, max * 1.05, "requests started per second", short),
     );
     let mut base = vec![0f64; n];
-    for (gi, g) in Group::ALL.iter().enumerate() {
+    for (gi, per_second) in ts.requests.iter().enumerate() {
         let mut points = Vec::with_capacity(2 * n);
-        for s in 0..n {
-            let lo = base[s];
-            let hi = lo + ts.requests[gi][s] as f64;
+        for (s, (b, count)) in base.iter_mut().zip(per_second).enumerate() {
+            let lo = *b;
+            let hi = lo + *count as f64;
             points.push((s as f64, lo, hi));
             points.push((s as f64 + 1.0, lo, hi));
-            base[s] = hi;
+            *b = hi;
         }
-        let _ = g;
         chart.bands.push(Band {
             color: GROUP_COLORS[gi].to_string(),
             opacity: 0.75,
@@ -109,8 +116,8 @@ fn requests_chart(report: &RunReport) -> String {
             .collect(),
     });
     chart.vmarks = phase_marks(report);
-    for s in 0..n {
-        let mut text = format!("{s}–{} s: {} requests", s + 1, totals[s]);
+    for (s, total) in totals.iter().enumerate() {
+        let mut text = format!("{s}–{} s: {total} requests", s + 1);
         for (gi, g) in Group::ALL.iter().enumerate() {
             if ts.requests[gi][s] > 0 {
                 let _ = write!(text, "\n{}: {}", g.label(), ts.requests[gi][s]);
@@ -246,7 +253,6 @@ fn distribution_chart(report: &RunReport) -> String {
         ),
         Axis::linear(0.0, max * 1.05, "requests", short),
     );
-    let all: u64 = totals.iter().sum();
     for i in 0..buckets {
         let (x0, x1) = (d.edges_ms[i], d.edges_ms[i + 1]);
         let mut y = 0.0;
@@ -271,15 +277,11 @@ fn distribution_chart(report: &RunReport) -> String {
             });
         }
     }
-    let under: u64 = (0..buckets)
-        .filter(|&i| d.edges_ms[i + 1] <= 251.0)
-        .map(|i| totals[i])
-        .sum();
     chart.vmarks.push((
         250.0,
         format!(
-            "250 ms: {:.2} % of requests to the left",
-            100.0 * under as f64 / all.max(1) as f64
+            "250 ms: {:.2} % of all requests OK below",
+            report.summary.pct_under_250ms
         ),
     ));
     let mut items: Vec<(&str, &str)> = Group::ALL
@@ -630,9 +632,10 @@ td.bad{color:var(--bad);font-weight:650}
 .sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:7px}
 .note{color:var(--muted);font-size:13px;margin:8px 0 0}
 .ranges{display:flex;height:26px;border-radius:6px;overflow:hidden;background:#eef1f5;margin:6px 0}
-table.failures td{text-align:left}
+table.failures td,table.failures th{text-align:left}
+table.failures th:first-child{text-align:right}
 table.failures td.num{text-align:right;font-weight:650;color:var(--bad)}
-table.failures code{font-size:12.5px;word-break:break-all}
+table.failures code{font-size:12.5px;overflow-wrap:anywhere}
 .ex{margin:0 0 8px;font-size:12.5px;color:var(--muted)}
 .ex code{color:var(--fg)}
 .tag{background:#fde7e7;color:var(--bad);border-radius:4px;padding:1px 6px;font-size:12px;margin-left:6px}

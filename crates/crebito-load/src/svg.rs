@@ -326,13 +326,19 @@ impl Chart {
             (y0 + y1) / 2.0,
             esc(&self.y.title)
         );
-        for (v, label) in &self.vmarks {
+        for (i, (v, label)) in self.vmarks.iter().enumerate() {
             let x = self.px(*v);
+            // Labels alternate between two rows so that close markers stay
+            // readable; past 70 % of the width they sit left of their line.
+            let (lx, anchor) = if x > x0 + 0.7 * (x1 - x0) {
+                (x - 4.0, "end")
+            } else {
+                (x + 4.0, "start")
+            };
             let _ = write!(
                 o,
-                r#"<line x1="{x:.1}" x2="{x:.1}" y1="{y0}" y2="{y1}" class="vmark"/><text x="{:.1}" y="{}" class="mark-label">{}</text>"#,
-                x + 3.0,
-                y1 + 11.0,
+                r#"<line x1="{x:.1}" x2="{x:.1}" y1="{y0}" y2="{y1}" class="vmark"/><text x="{lx:.1}" y="{}" class="mark-label" text-anchor="{anchor}">{}</text>"#,
+                y1 + 12.0 + 13.0 * (i % 2) as f64,
                 esc(label)
             );
         }
@@ -412,9 +418,9 @@ impl Chart {
             let y = self.py(*v);
             let _ = write!(
                 o,
-                r#"<line x1="{x0}" x2="{x1}" y1="{y:.1}" y2="{y:.1}" stroke="{color}" stroke-width="1.5" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" class="mark-label" text-anchor="end" fill="{color}">{}</text>"#,
-                x1 - 4.0,
-                y - 4.0,
+                r#"<line x1="{x0}" x2="{x1}" y1="{y:.1}" y2="{y:.1}" stroke="{color}" stroke-width="1.5" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" class="mark-label" fill="{color}">{}</text>"#,
+                x0 + 6.0,
+                y + 14.0,
                 esc(label)
             );
         }
