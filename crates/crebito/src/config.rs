@@ -74,6 +74,16 @@ pub struct ServeArgs {
     #[arg(long, env = "CREBITO_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub worker_threads: u16,
 
+    /// Seconds a connection may take to send a request head; also how long
+    /// an idle keep-alive connection stays open. A load balancer's upstream
+    /// keep-alive timeout must be shorter (deploy/nginx.conf uses 60 s).
+    #[arg(long, env = "CREBITO_IDLE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout_secs: u64,
+
+    /// Connections served at once; more clients wait in the listen backlog.
+    #[arg(long, env = "CREBITO_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
     /// How long an Idempotency-Key is remembered, in hours (at least 24).
     /// Every instance deletes older keys once an hour.
     #[arg(long, env = "CREBITO_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(24..=87_600))]

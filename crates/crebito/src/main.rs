@@ -8,6 +8,7 @@ use clap::Parser;
 use crebito::config::{AuditArgs, Cli, Command, ServeArgs};
 use crebito::ledger::postgres::PostgresOptions;
 use crebito::ledger::{AnyLedger, Ledger};
+use crebito::server::Limits;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -87,7 +88,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Duration::from_secs(args.idempotency_retention_hours * 3600),
     ));
     let app = crebito::http::router(ledger);
-    match crebito::server::serve(bound, app, crebito::server::shutdown_signal()).await {
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+        max_connections: args.max_connections as usize,
+        ..Limits::default()
+    };
+    match crebito::server::serve(bound, app, limits, crebito::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server failed: {e}");

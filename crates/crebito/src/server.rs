@@ -1,11 +1,24 @@
 //! Binding the listener and serving the router until a shutdown signal.
+//!
+//! The accept loop is hyper's HTTP/1 connection builder (what `axum::serve`
+//! uses), set up with what `axum::serve` does not offer: a header read
+//! timeout that also closes idle keep-alive connections, a cap on
+//! concurrent connections, and `TCP_NODELAY`.
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
 
 use crate::config::Listen;
 
@@ -17,10 +30,33 @@ pub enum Bound {
     Unix(UnixListener),
 }
 
+/// Connection limits of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A connection that has not sent a complete request head within this
+    /// time — a slow client, or an idle keep-alive connection — is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen
+    /// backlog until one closes.
+    pub max_connections: usize,
+    /// On shutdown, how long requests in flight get to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 4096,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Binds `listen`. For a unix socket, a stale socket file at the path is
-/// removed first (a regular file is left alone and reported), and the new
-/// socket is made world-writable (mode 0666) so that a load balancer running
-/// as another user can connect.
+/// removed first (any other kind of file is left alone and reported), and
+/// the new socket is made world-writable (mode 0666) so that a load balancer
+/// running as another user can connect.
 ///
 /// Errors: the underlying I/O error, with the address in the message.
 pub async fn bind(listen: &Listen) -> io::Result<Bound> {
@@ -54,25 +90,96 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Serves `app` on `bound` until `shutdown` completes, then finishes the
-/// requests in flight.
+/// Serves `app` on `bound` with `limits` until `shutdown` completes, then
+/// stops accepting and lets requests in flight finish (up to
+/// `limits.shutdown_grace`).
+///
+/// Errors: only a failure of the listener itself; failed connections are
+/// logged at debug level and dropped.
 pub async fn serve(
     bound: Bound,
     app: Router,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    match bound {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .keep_alive(true);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            () = &mut shutdown => break,
+        };
+        let accepted = tokio::select! {
+            accepted = accept(&bound) => accepted,
+            () = &mut shutdown => break,
+        };
+        let io = match accepted {
+            Ok(io) => io,
+            Err(e) if is_transient(&e) => {
+                // Out of file descriptors and the like: back off briefly
+                // instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(builder.serve_connection(io, service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended with an error: {e}");
+            }
+            drop(permit);
+        });
+    }
+    drop(bound);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after the shutdown grace period");
+    }
+    Ok(())
+}
+
+/// An accepted connection of either kind.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+async fn accept(bound: &Bound) -> io::Result<TokioIo<Box<dyn Stream>>> {
+    Ok(match bound {
         Bound::Tcp(listener) => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            let (stream, _) = listener.accept().await?;
+            // Responses are written whole; don't let Nagle hold them back.
+            stream.set_nodelay(true)?;
+            TokioIo::new(Box::new(stream) as Box<dyn Stream>)
         }
         Bound::Unix(listener) => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
+            let (stream, _) = listener.accept().await?;
+            TokioIo::new(Box::new(stream) as Box<dyn Stream>)
         }
-    }
+    })
+}
+
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::OutOfMemory
+    ) || matches!(
+        error.raw_os_error(),
+        Some(23 /* ENFILE */) | Some(24 /* EMFILE */)
+    )
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (docker stop).
