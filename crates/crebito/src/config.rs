@@ -101,6 +101,13 @@ pub struct AuditArgs {
         hide_env_values = true
     )]
     pub database_url: DatabaseUrl,
+
+    /// Also check a client's record of postings (JSON Lines, one
+    /// {"account","descricao","tipo","valor","outcome"} per line, outcome
+    /// acknowledged|refused|unknown): every acknowledged posting stored
+    /// exactly once, nothing refused stored, nothing stored twice.
+    #[arg(long, value_name = "FILE")]
+    pub acknowledged: Option<PathBuf>,
 }
 
 /// A listening address.

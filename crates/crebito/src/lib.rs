@@ -7,7 +7,9 @@
 //! * [`http`] — routes, extractors and the one error type.
 //! * [`config`] — command line and environment.
 //! * [`server`] — listeners and graceful shutdown.
+//! * [`audit`] — checking a client's record of postings against the ledger.
 
+pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod http;

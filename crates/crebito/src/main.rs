@@ -168,7 +168,42 @@ async fn audit(args: AuditArgs) -> ExitCode {
         "transactions without an account: {}",
         report.orphan_transactions
     );
-    if report.holds() {
+    let mut holds = report.holds();
+    if let Some(path) = &args.acknowledged {
+        let records = match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| crebito::audit::parse_records(&text))
+        {
+            Ok(records) => records,
+            Err(e) => {
+                eprintln!("crebito audit: cannot read {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+        let postings = match ledger.postings().await {
+            Ok(postings) => postings,
+            Err(e) => {
+                eprintln!("crebito audit: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let check = crebito::audit::check(&records, &postings);
+        println!(
+            "client record {}: {} acknowledged stored once, {} refused absent, \
+             {} unknown stored, {} unknown absent, {} violations",
+            path.display(),
+            check.acknowledged_ok,
+            check.refused_ok,
+            check.unknown_stored,
+            check.unknown_absent,
+            check.violation_count
+        );
+        for violation in &check.violations {
+            println!("  {violation}");
+        }
+        holds &= check.holds();
+    }
+    if holds {
         println!("audit passed");
         ExitCode::SUCCESS
     } else {

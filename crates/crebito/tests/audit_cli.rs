@@ -59,3 +59,56 @@ fn audit_of_an_unreachable_database_exits_2() {
     let (code, _) = audit("postgres://nobody@127.0.0.1:1/none?connect_timeout=2");
     assert_eq!(code, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_checks_a_client_record_of_postings() {
+    let app = support::TestApp::start(support::Backend::Sqlite).await;
+    app.post(1, 10, "c", "ack-1").await;
+    app.post(2, 90000, "d", "refused-1").await; // over the limit: 422
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.jsonl");
+    let line = |account: i32, descricao: &str, tipo: &str, valor: i64, outcome: &str| {
+        format!(
+            r#"{{"account":{account},"descricao":"{descricao}","tipo":"{tipo}","valor":{valor},"outcome":"{outcome}"}}"#
+        )
+    };
+    let good = [
+        line(1, "ack-1", "c", 10, "acknowledged"),
+        line(2, "refused-1", "d", 90000, "refused"),
+        line(3, "lost-1", "c", 1, "unknown"),
+    ]
+    .join("\n");
+    std::fs::write(&record, &good).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_crebito"))
+        .args([
+            "audit",
+            "--database-url",
+            &app.database_url,
+            "--acknowledged",
+        ])
+        .arg(&record)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("1 acknowledged stored once"), "{stdout}");
+    // An acknowledged posting the ledger does not have.
+    std::fs::write(
+        &record,
+        format!("{good}\n{}", line(1, "ack-2", "c", 10, "acknowledged")),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_crebito"))
+        .args([
+            "audit",
+            "--database-url",
+            &app.database_url,
+            "--acknowledged",
+        ])
+        .arg(&record)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("acknowledged but missing"), "{stdout}");
+}

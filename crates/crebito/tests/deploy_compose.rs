@@ -28,7 +28,8 @@ fn read(relative: &str) -> String {
 }
 
 fn compose() -> Value {
-    serde_yaml::from_str(&read("deploy/docker-compose.yml")).expect("deploy/docker-compose.yml is valid YAML")
+    serde_yaml::from_str(&read("deploy/docker-compose.yml"))
+        .expect("deploy/docker-compose.yml is valid YAML")
 }
 
 fn services(compose: &Value) -> BTreeMap<String, Value> {
@@ -36,25 +37,40 @@ fn services(compose: &Value) -> BTreeMap<String, Value> {
         .as_mapping()
         .expect("compose file has a `services` mapping")
         .iter()
-        .map(|(k, v)| (k.as_str().expect("service names are strings").to_owned(), v.clone()))
+        .map(|(k, v)| {
+            (
+                k.as_str().expect("service names are strings").to_owned(),
+                v.clone(),
+            )
+        })
         .collect()
 }
 
 /// `"0.25"` -> 250. Compose limits are written as strings (and must be).
 fn cpus_millis(service: &str, value: &Value) -> u64 {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("{service}: deploy.resources.limits.cpus must be a string like \"0.25\", got {value:?}"));
+    let text = value.as_str().unwrap_or_else(|| {
+        panic!(
+            "{service}: deploy.resources.limits.cpus must be a string like \"0.25\", got {value:?}"
+        )
+    });
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     assert!(
         !whole.is_empty() || !frac.is_empty(),
         "{service}: cpus {text:?} is not a number"
     );
     assert!(
-        frac.len() <= 3 && whole.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()),
+        frac.len() <= 3
+            && whole
+                .chars()
+                .chain(frac.chars())
+                .all(|c| c.is_ascii_digit()),
         "{service}: cpus {text:?} is not a decimal with at most 3 places"
     );
-    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().unwrap() };
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().unwrap()
+    };
     let frac: u64 = format!("{frac:0<3}").parse().unwrap();
     whole * 1000 + frac
 }
@@ -78,14 +94,25 @@ fn limits(service: &str, def: &Value) -> (u64, u64) {
         limits.is_mapping(),
         "service {service} has no deploy.resources.limits"
     );
-    assert!(!limits["cpus"].is_null(), "service {service} has no cpus limit");
-    assert!(!limits["memory"].is_null(), "service {service} has no memory limit");
-    (cpus_millis(service, &limits["cpus"]), memory_mb(service, &limits["memory"]))
+    assert!(
+        !limits["cpus"].is_null(),
+        "service {service} has no cpus limit"
+    );
+    assert!(
+        !limits["memory"].is_null(),
+        "service {service} has no memory limit"
+    );
+    (
+        cpus_millis(service, &limits["cpus"]),
+        memory_mb(service, &limits["memory"]),
+    )
 }
 
 /// Container ports a service publishes on the host: (host port, container port).
 fn published_ports(service: &str, def: &Value) -> Vec<(String, String)> {
-    let Some(ports) = def.get("ports") else { return Vec::new() };
+    let Some(ports) = def.get("ports") else {
+        return Vec::new();
+    };
     ports
         .as_sequence()
         .unwrap_or_else(|| panic!("{service}: ports must be a list"))
@@ -116,7 +143,9 @@ fn published_ports(service: &str, def: &Value) -> Vec<(String, String)> {
 
 fn is_api(def: &Value) -> bool {
     def.get("build").is_some()
-        || def["image"].as_str().is_some_and(|i| i.starts_with("crebito"))
+        || def["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("crebito"))
 }
 
 fn environment(service: &str, def: &Value) -> BTreeMap<String, String> {
@@ -127,7 +156,9 @@ fn environment(service: &str, def: &Value) -> BTreeMap<String, String> {
         .map(|(k, v)| {
             let v = match v {
                 Value::String(s) => s.clone(),
-                other => panic!("{service}: environment values are strings (quote numbers), got {other:?}"),
+                other => panic!(
+                    "{service}: environment values are strings (quote numbers), got {other:?}"
+                ),
             };
             (k.as_str().unwrap().to_owned(), v)
         })
@@ -162,9 +193,13 @@ fn limits_stay_within_the_budget_and_every_service_has_them() {
 fn only_the_load_balancer_publishes_port_9999() {
     let compose = compose();
     let services = services(&compose);
-    let lb = services.get("lb").expect("a service named `lb` (the load balancer)");
+    let lb = services
+        .get("lb")
+        .expect("a service named `lb` (the load balancer)");
     assert!(
-        lb["image"].as_str().is_some_and(|i| i.starts_with("nginx:")),
+        lb["image"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("nginx:")),
         "lb runs nginx"
     );
     assert_eq!(
@@ -184,25 +219,45 @@ fn only_the_load_balancer_publishes_port_9999() {
 fn exactly_two_identical_api_instances_behind_the_balancer() {
     let compose = compose();
     let services = services(&compose);
-    let apis: Vec<&String> = services.iter().filter(|(_, d)| is_api(d)).map(|(n, _)| n).collect();
-    assert_eq!(apis, ["api01", "api02"], "exactly two API services, api01 and api02");
+    let apis: Vec<&String> = services
+        .iter()
+        .filter(|(_, d)| is_api(d))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        apis,
+        ["api01", "api02"],
+        "exactly two API services, api01 and api02"
+    );
 
     let nginx = read("deploy/nginx.conf");
     let (a, b) = (&services["api01"], &services["api02"]);
-    assert_eq!(limits("api01", a), limits("api02", b), "both instances get the same limits");
+    assert_eq!(
+        limits("api01", a),
+        limits("api02", b),
+        "both instances get the same limits"
+    );
     let (mut env_a, mut env_b) = (environment("api01", a), environment("api02", b));
     for (name, env) in [("api01", &env_a), ("api02", &env_b)] {
-        let listen = env.get("CREBITO_LISTEN").unwrap_or_else(|| panic!("{name} sets CREBITO_LISTEN"));
+        let listen = env
+            .get("CREBITO_LISTEN")
+            .unwrap_or_else(|| panic!("{name} sets CREBITO_LISTEN"));
         let upstream = match listen.strip_prefix("unix:") {
             Some(path) => format!("server unix:{path};"),
             None => format!("server {name}:{};", listen.rsplit(':').next().unwrap()),
         };
-        assert!(nginx.contains(&upstream), "deploy/nginx.conf has no `{upstream}` for {name}");
+        assert!(
+            nginx.contains(&upstream),
+            "deploy/nginx.conf has no `{upstream}` for {name}"
+        );
         assert!(env.contains_key("DATABASE_URL"), "{name} sets DATABASE_URL");
     }
     env_a.remove("CREBITO_LISTEN");
     env_b.remove("CREBITO_LISTEN");
-    assert_eq!(env_a, env_b, "api01 and api02 differ only in CREBITO_LISTEN");
+    assert_eq!(
+        env_a, env_b,
+        "api01 and api02 differ only in CREBITO_LISTEN"
+    );
     for key in ["image", "build", "volumes", "healthcheck", "depends_on"] {
         assert_eq!(a.get(key), b.get(key), "api01 and api02 differ in `{key}`");
     }
@@ -219,13 +274,22 @@ fn health_checks_gate_the_start_order() {
         .and_then(|tag| tag.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|m| m.parse().ok())
         .unwrap_or_else(|| panic!("db image {image:?} must be postgres:<pinned major>"));
-    assert!(major >= 16, "db runs PostgreSQL {major}; at least 16 is required");
+    assert!(
+        major >= 16,
+        "db runs PostgreSQL {major}; at least 16 is required"
+    );
     let db_test = serde_yaml::to_string(&db["healthcheck"]["test"]).unwrap();
-    assert!(db_test.contains("pg_isready"), "db's health check uses pg_isready");
+    assert!(
+        db_test.contains("pg_isready"),
+        "db's health check uses pg_isready"
+    );
 
     for api in ["api01", "api02"] {
         let def = &services[api];
-        assert!(!def["healthcheck"]["test"].is_null(), "{api} has a health check");
+        assert!(
+            !def["healthcheck"]["test"].is_null(),
+            "{api} has a health check"
+        );
         assert_eq!(
             def["depends_on"]["db"]["condition"].as_str(),
             Some("service_healthy"),
@@ -238,7 +302,10 @@ fn health_checks_gate_the_start_order() {
         );
     }
     let probe = read("deploy/healthcheck.sh");
-    assert!(probe.contains("/health"), "the API health probe asks GET /health");
+    assert!(
+        probe.contains("/health"),
+        "the API health probe asks GET /health"
+    );
 }
 
 #[test]
@@ -262,20 +329,32 @@ fn postgresql_conf_keeps_durability_and_explains_every_deviation() {
             .split_once('=')
             .unwrap_or_else(|| panic!("postgresql.conf:{}: not `name = value`: {raw}", n + 1));
         let key = key.trim().to_ascii_lowercase();
-        let value = value.split('#').next().unwrap().trim().trim_matches('\'').to_ascii_lowercase();
+        let value = value
+            .split('#')
+            .next()
+            .unwrap()
+            .trim()
+            .trim_matches('\'')
+            .to_ascii_lowercase();
         assert!(
             previous_is_comment || raw.contains('#'),
             "postgresql.conf:{}: `{key}` has no comment saying why",
             n + 1
         );
-        assert!(settings.insert(key.clone(), value).is_none(), "`{key}` is set twice");
+        assert!(
+            settings.insert(key.clone(), value).is_none(),
+            "`{key}` is set twice"
+        );
     }
     for key in ["fsync", "synchronous_commit", "full_page_writes"] {
         let value = settings.get(key).map(String::as_str).unwrap_or("on");
         assert_eq!(value, "on", "{key} must stay on (durability)");
     }
     for key in ["wal_level", "data_directory"] {
-        assert!(!settings.contains_key(key), "{key} is not for this file to change");
+        assert!(
+            !settings.contains_key(key),
+            "{key} is not for this file to change"
+        );
     }
 }
 
@@ -284,7 +363,9 @@ fn the_schema_has_one_source_the_api_migrations() {
     let deploy = repo_root().join("deploy");
     for entry in std::fs::read_dir(&deploy).unwrap() {
         let path = entry.unwrap().path();
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
         let upper = text.to_ascii_uppercase();
         for forbidden in ["CREATE TABLE", "INSERT INTO", "UNLOGGED"] {
             assert!(
@@ -295,7 +376,9 @@ fn the_schema_has_one_source_the_api_migrations() {
         }
     }
     assert!(
-        repo_root().join("crates/crebito/migrations/postgres").is_dir(),
+        repo_root()
+            .join("crates/crebito/migrations/postgres")
+            .is_dir(),
         "the API's PostgreSQL migrations are where deploy/ expects them"
     );
 }
@@ -312,11 +395,25 @@ fn the_image_runs_the_binary_as_a_non_root_user() {
         .filter_map(|l| l.trim().strip_prefix("USER "))
         .last()
         .expect("the final stage sets USER");
-    assert!(!["root", "0"].contains(&user.trim()), "the image must not run as root");
-    assert!(last_stage.contains("ENTRYPOINT [\"crebito\"]"), "ENTRYPOINT is the binary");
+    assert!(
+        !["root", "0"].contains(&user.trim()),
+        "the image must not run as root"
+    );
+    assert!(
+        last_stage.contains("ENTRYPOINT [\"crebito\"]"),
+        "ENTRYPOINT is the binary"
+    );
     assert!(last_stage.contains("CMD [\"serve\"]"), "CMD is serve");
-    assert!(last_stage.contains("HEALTHCHECK"), "the image has a HEALTHCHECK");
+    assert!(
+        last_stage.contains("HEALTHCHECK"),
+        "the image has a HEALTHCHECK"
+    );
     for secret in ["PASSWORD", "SECRET", "TOKEN"] {
-        assert!(!dockerfile.to_ascii_uppercase().contains(&format!("{secret}=")), "no {secret} baked into the image");
+        assert!(
+            !dockerfile
+                .to_ascii_uppercase()
+                .contains(&format!("{secret}=")),
+            "no {secret} baked into the image"
+        );
     }
 }

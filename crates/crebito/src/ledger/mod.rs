@@ -72,6 +72,19 @@ impl AccountAudit {
     }
 }
 
+/// One stored transaction row, as listed by [`Ledger::postings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostingRow {
+    /// The account.
+    pub account: i32,
+    /// Credit or debit.
+    pub kind: crate::domain::Kind,
+    /// Amount, cents.
+    pub amount: i64,
+    /// Description as posted.
+    pub description: String,
+}
+
 /// Result of [`Ledger::audit`]: every account, plus transaction rows that
 /// reference no account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +144,10 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Checks every account's balance against its transactions.
     fn audit(&self) -> impl Future<Output = Result<AuditReport, LedgerError>> + Send;
+
+    /// Every stored transaction, in posting order (for audits against a
+    /// client's record of acknowledged postings; reads the whole table).
+    fn postings(&self) -> impl Future<Output = Result<Vec<PostingRow>, LedgerError>> + Send;
 }
 
 /// Where the ledger lives, parsed from a `DATABASE_URL`.
@@ -228,6 +245,13 @@ impl Ledger for AnyLedger {
         match self {
             AnyLedger::Postgres(l) => l.audit().await,
             AnyLedger::Sqlite(l) => l.audit().await,
+        }
+    }
+
+    async fn postings(&self) -> Result<Vec<PostingRow>, LedgerError> {
+        match self {
+            AnyLedger::Postgres(l) => l.postings().await,
+            AnyLedger::Sqlite(l) => l.postings().await,
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 use super::migrations::{self, Migration};
-use super::{AccountAudit, AuditReport, Ledger, LedgerError};
+use super::{AccountAudit, AuditReport, Ledger, LedgerError, PostingRow};
 use crate::domain::{
     AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, Statement, Transaction,
 };
@@ -411,6 +411,30 @@ impl Ledger for PostgresLedger {
         let client = self.client().await?;
         client.simple_query("SELECT 1").await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn postings(&self) -> Result<Vec<PostingRow>, LedgerError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT account_id, kind, amount, description FROM transactions ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(rows
+            .iter()
+            .map(|row| PostingRow {
+                account: row.get(0),
+                kind: if row.get::<_, &str>(1) == "c" {
+                    Kind::Credit
+                } else {
+                    Kind::Debit
+                },
+                amount: row.get(2),
+                description: row.get(3),
+            })
+            .collect())
     }
 
     async fn audit(&self) -> Result<AuditReport, LedgerError> {

@@ -17,7 +17,7 @@ use deadpool_sqlite::rusqlite::{self, OptionalExtension, TransactionBehavior};
 use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime};
 
 use super::migrations::{self, Migration};
-use super::{AccountAudit, AuditReport, Ledger, LedgerError};
+use super::{AccountAudit, AuditReport, Ledger, LedgerError, PostingRow};
 use crate::domain::{
     self, AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, PostingError, Statement,
     Transaction,
@@ -415,5 +415,33 @@ impl Ledger for SqliteLedger {
 
     async fn audit(&self) -> Result<AuditReport, LedgerError> {
         self.run(audit_blocking).await
+    }
+
+    async fn postings(&self) -> Result<Vec<PostingRow>, LedgerError> {
+        self.run(|conn| {
+            let mut query = conn
+                .prepare(
+                    "SELECT account_id, kind, amount, description FROM transactions ORDER BY id",
+                )
+                .map_err(unavailable)?;
+            let rows = query
+                .query_map([], |r| {
+                    let kind: String = r.get(1)?;
+                    Ok(PostingRow {
+                        account: r.get(0)?,
+                        kind: if kind == "c" {
+                            Kind::Credit
+                        } else {
+                            Kind::Debit
+                        },
+                        amount: r.get(2)?,
+                        description: r.get(3)?,
+                    })
+                })
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(unavailable)?;
+            Ok(rows)
+        })
+        .await
     }
 }
