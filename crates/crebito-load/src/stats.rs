@@ -80,6 +80,8 @@ pub struct RequestRecord {
     pub gatling_ms: u64,
     /// Whether every check passed.
     pub ok: bool,
+    /// Whether it failed an inconsistency check (SPEC.md §6).
+    pub inconsistent: bool,
 }
 
 /// One virtual user's lifetime.
@@ -235,12 +237,15 @@ impl Recorder {
         let start_us = self.us(start);
         let end_us = self.us(end).max(start_us);
         let ok = matches!(outcome, Outcome::Ok);
+        let inconsistent =
+            matches!(&outcome, Outcome::CheckFailed { failure, .. } if failure.is_inconsistency());
         let rec = RequestRecord {
             group,
             start_us,
             latency_us: end_us - start_us,
             gatling_ms: end_us / 1000 - start_us / 1000,
             ok,
+            inconsistent,
         };
         self.live.done.fetch_add(1, Ordering::Relaxed);
         if ok {
@@ -392,6 +397,10 @@ pub struct GroupStats {
     pub ok: u64,
     /// Requests that failed (a check, a connection error or a timeout).
     pub ko: u64,
+    /// Requests that failed an inconsistency check (SPEC.md §6).
+    pub inconsistencies: u64,
+    /// OK requests faster than 250 ms, in % of its requests (two decimals).
+    pub pct_under_250ms: f64,
     /// Response times of all its requests (OK and KO), in ms.
     pub latency_ms: Latency,
     /// The same in Gatling's whole milliseconds.
@@ -411,11 +420,12 @@ pub fn group_stats<'a>(
 ) -> GroupStats {
     let mut us = new_histogram();
     let mut ms = Histogram::<u64>::new_with_bounds(1, 3_600_000, 3).expect("valid bounds");
-    let (mut requests, mut ok) = (0u64, 0u64);
+    let (mut requests, mut ok, mut inconsistencies) = (0u64, 0u64, 0u64);
     let (mut sum_ms, mut sum_sq_ms) = (0f64, 0f64);
     let mut ranges = Ranges::default();
     for r in records {
         requests += 1;
+        inconsistencies += u64::from(r.inconsistent);
         us.saturating_record(r.latency_us.max(1));
         ms.saturating_record(r.gatling_ms);
         sum_ms += r.gatling_ms as f64;
@@ -468,6 +478,8 @@ pub fn group_stats<'a>(
         requests,
         ok,
         ko: requests - ok,
+        inconsistencies,
+        pct_under_250ms: crate::score::Score::compute(ranges.under_250ms, requests, 0).pct(),
         latency_ms,
         gatling_ms,
         requests_per_s: if duration_s > 0.0 {
@@ -633,6 +645,7 @@ mod tests {
             latency_us,
             gatling_ms: (start_us + latency_us) / 1000 - start_us / 1000,
             ok,
+            inconsistent: false,
         }
     }
 
@@ -648,6 +661,8 @@ mod tests {
         ];
         let s = group_stats("débitos", records.iter(), 2.0);
         assert_eq!((s.requests, s.ok, s.ko), (4, 3, 1));
+        // 2 of 4 OK under 250 ms.
+        assert_eq!(s.pct_under_250ms, 50.0);
         assert_eq!(
             s.ranges,
             Ranges {

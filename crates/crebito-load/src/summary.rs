@@ -318,6 +318,8 @@ impl Summary {
             requests: self.requests,
             ok: self.ok,
             ko: self.ko,
+            inconsistencies: self.inconsistencies,
+            pct_under_250ms: self.pct_under_250ms,
             latency_ms: self.latency_ms.clone(),
             gatling_ms: self.gatling_ms.clone(),
             requests_per_s: self.requests_per_s,
