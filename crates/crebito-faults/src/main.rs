@@ -1,0 +1,351 @@
+//! `crebito-faults`: the load driver of crebito's fault tests.
+//!
+//! Closed-loop workers post credits and debits, each with a unique
+//! `descricao` that doubles as its `Idempotency-Key`. An attempt that gets
+//! no usable answer (timeout, connection error, 502/503/504) is retried with
+//! the same key, so a posting whose first answer was lost is still applied
+//! at most once. Every posting's final outcome goes to a JSON Lines record
+//! that `crebito audit --acknowledged FILE` checks against the database; a
+//! JSON summary gives status counts and latencies for the scenario scripts
+//! (`scripts/faults`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use crebito::audit::{ClientRecord, Outcome};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+/// Drive postings at a crebito deployment and record every outcome.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "crebito-faults", version)]
+struct Args {
+    /// Base URL of the API (the load balancer).
+    #[arg(
+        long,
+        env = "CREBITO_BASE_URL",
+        default_value = "http://localhost:9999"
+    )]
+    base_url: String,
+    /// How long to start new postings, seconds.
+    #[arg(long, default_value_t = 20.0)]
+    duration_secs: f64,
+    /// Concurrent workers (each one posting after the other), at most 600.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Timeout of one attempt, milliseconds (connection included).
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// Keep retrying an unanswered posting for up to this long, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    retry_for_secs: f64,
+    /// Pause between a worker's postings, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pause_ms: u64,
+    /// Open a new connection for every attempt (no keep-alive).
+    #[arg(long)]
+    new_connection_each: bool,
+    /// Two-character prefix of every descricao, unique per run (random by default).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Where to write the record of postings (JSON Lines).
+    #[arg(long)]
+    record: PathBuf,
+    /// Where to write the summary (JSON); stdout when absent.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+}
+
+/// Counts and latencies of a run.
+#[derive(Debug, Default, Serialize)]
+struct Summary {
+    /// Postings started.
+    postings: u64,
+    /// Postings answered 200.
+    acknowledged: u64,
+    /// Postings answered 422 for the limit.
+    refused: u64,
+    /// Postings with no usable answer after every retry.
+    unknown: u64,
+    /// Acknowledged postings that needed more than one attempt.
+    acknowledged_after_retry: u64,
+    /// Attempts by result: "200", "422", "503", "timeout", "connect", …
+    attempts: BTreeMap<String, u64>,
+    /// Slowest attempt by result, milliseconds.
+    max_latency_ms: BTreeMap<String, f64>,
+    /// Answers that break the contract (e.g. a 422 that is not about the
+    /// limit, or a 200 with a balance below -limite).
+    contract_violations: Vec<String>,
+}
+
+impl Summary {
+    fn attempt(&mut self, kind: &str, latency: Duration) {
+        *self.attempts.entry(kind.to_owned()).or_default() += 1;
+        let ms = latency.as_secs_f64() * 1000.0;
+        let max = self.max_latency_ms.entry(kind.to_owned()).or_default();
+        if ms > *max {
+            *max = ms;
+        }
+    }
+}
+
+enum Attempt {
+    Answer(u16, serde_json::Value),
+    Lost(&'static str),
+}
+
+async fn attempt(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &str,
+    timeout: Duration,
+) -> Attempt {
+    let request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(body.to_owned())
+        .timeout(timeout)
+        .send();
+    let response = match request.await {
+        Ok(response) => response,
+        Err(e) if e.is_timeout() => return Attempt::Lost("timeout"),
+        Err(e) if e.is_connect() => return Attempt::Lost("connect"),
+        Err(_) => return Attempt::Lost("io"),
+    };
+    let status = response.status().as_u16();
+    match tokio::time::timeout(timeout, response.bytes()).await {
+        Ok(Ok(bytes)) => Attempt::Answer(
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        ),
+        Ok(Err(_)) => Attempt::Lost("io"),
+        Err(_) => Attempt::Lost("timeout"),
+    }
+}
+
+fn client(args: &Args) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().tcp_nodelay(true);
+    if args.new_connection_each {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    builder.build().expect("HTTP client")
+}
+
+/// Base-36 digits, so that a 10-character descricao holds a prefix of 2
+/// and 8 digits of counter.
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = [b'0'; 8];
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(out.to_vec()).expect("ASCII")
+}
+
+async fn worker(
+    id: usize,
+    args: Arc<Args>,
+    prefix: String,
+    deadline: Instant,
+    summary: Arc<Mutex<Summary>>,
+    records: Arc<Mutex<Vec<ClientRecord>>>,
+) {
+    let client = client(&args);
+    let mut rng = StdRng::seed_from_u64(rand::random::<u64>() ^ id as u64);
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let retry_for = Duration::from_secs_f64(args.retry_for_secs);
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        let sequence = (id as u64) << 32 | n;
+        n += 1;
+        let descricao = format!("{prefix}{}", base36(sequence));
+        let account: i32 = rng.random_range(1..=5);
+        let tipo = if rng.random_range(0..10) < 6 {
+            "c"
+        } else {
+            "d"
+        };
+        let valor: i64 = rng.random_range(1..=5000);
+        let body =
+            serde_json::json!({"valor": valor, "tipo": tipo, "descricao": descricao}).to_string();
+        let url = format!("{}/clientes/{account}/transacoes", args.base_url);
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        let outcome = loop {
+            attempts += 1;
+            let attempt_started = Instant::now();
+            let result = attempt(&client, &url, &descricao, &body, timeout).await;
+            let latency = attempt_started.elapsed();
+            let mut s = summary.lock().await;
+            match result {
+                Attempt::Answer(200, value) => {
+                    s.attempt("200", latency);
+                    let (saldo, limite) = (value["saldo"].as_i64(), value["limite"].as_i64());
+                    if !matches!((saldo, limite), (Some(b), Some(l)) if b >= -l) {
+                        s.contract_violations.push(format!("200 with {value}"));
+                    }
+                    break Outcome::Acknowledged;
+                }
+                Attempt::Answer(422, value) => {
+                    s.attempt("422", latency);
+                    let message = value["error"].as_str().unwrap_or_default();
+                    if !message.contains("limit") {
+                        s.contract_violations
+                            .push(format!("422 not about the limit: {value}"));
+                    }
+                    break Outcome::Refused;
+                }
+                Attempt::Answer(status @ (502..=504), _) => s.attempt(&status.to_string(), latency),
+                Attempt::Answer(status, value) => {
+                    s.attempt(&status.to_string(), latency);
+                    s.contract_violations
+                        .push(format!("unexpected {status}: {value}"));
+                }
+                Attempt::Lost(kind) => s.attempt(kind, latency),
+            }
+            drop(s);
+            if started.elapsed() >= retry_for {
+                break Outcome::Unknown;
+            }
+            let backoff = Duration::from_millis((25 * u64::from(attempts)).min(500));
+            tokio::time::sleep(backoff).await;
+        };
+        {
+            let mut s = summary.lock().await;
+            s.postings += 1;
+            match outcome {
+                Outcome::Acknowledged => {
+                    s.acknowledged += 1;
+                    if attempts > 1 {
+                        s.acknowledged_after_retry += 1;
+                    }
+                }
+                Outcome::Refused => s.refused += 1,
+                Outcome::Unknown => s.unknown += 1,
+            }
+        }
+        records.lock().await.push(ClientRecord {
+            account,
+            descricao,
+            tipo: tipo.to_owned(),
+            valor,
+            outcome,
+        });
+        if args.pause_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    // A descricao holds 8 base-36 digits of (worker << 32 | counter).
+    if !(1..=600).contains(&args.concurrency) || args.duration_secs <= 0.0 || args.timeout_ms == 0 {
+        eprintln!(
+            "crebito-faults: --concurrency must be 1..=600, --duration-secs and --timeout-ms positive"
+        );
+        return ExitCode::from(2);
+    }
+    let prefix = match &args.prefix {
+        Some(p) if p.len() == 2 && p.bytes().all(|b| b.is_ascii_alphanumeric()) => p.clone(),
+        Some(_) => {
+            eprintln!("crebito-faults: --prefix must be 2 ASCII letters or digits");
+            return ExitCode::from(2);
+        }
+        None => {
+            let mut rng = StdRng::seed_from_u64(rand::random());
+            (0..2)
+                .map(|_| (b'a' + rng.random_range(0..26u8)) as char)
+                .collect()
+        }
+    };
+    let args = Arc::new(args);
+    let deadline = Instant::now() + Duration::from_secs_f64(args.duration_secs);
+    let summary = Arc::new(Mutex::new(Summary::default()));
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|id| {
+            tokio::spawn(worker(
+                id,
+                args.clone(),
+                prefix.clone(),
+                deadline,
+                summary.clone(),
+                records.clone(),
+            ))
+        })
+        .collect();
+    for worker in workers {
+        if let Err(e) = worker.await {
+            eprintln!("crebito-faults: a worker failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let records = records.lock().await;
+    let lines: String = records
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("record") + "\n")
+        .collect();
+    if let Err(e) = std::fs::write(&args.record, lines) {
+        eprintln!(
+            "crebito-faults: cannot write {}: {e}",
+            args.record.display()
+        );
+        return ExitCode::from(2);
+    }
+    let summary = summary.lock().await;
+    let json = serde_json::to_string_pretty(&*summary).expect("summary");
+    match &args.summary {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, json + "\n") {
+                eprintln!("crebito-faults: cannot write {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+        None => println!("{json}"),
+    }
+    eprintln!(
+        "crebito-faults: {} postings: {} acknowledged ({} after a retry), {} refused, {} unknown; attempts {:?}",
+        summary.postings,
+        summary.acknowledged,
+        summary.acknowledged_after_retry,
+        summary.refused,
+        summary.unknown,
+        summary.attempts
+    );
+    if summary.contract_violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "crebito-faults: contract violations: {:?}",
+            summary.contract_violations
+        );
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_fit_ten_characters_and_are_unique() {
+        assert_eq!(base36(0), "00000000");
+        assert_eq!(base36(35), "0000000z");
+        assert_eq!(base36(36), "00000010");
+        let a = base36(3 << 32 | 7);
+        let b = base36(7 << 32 | 3);
+        assert_ne!(a, b);
+        assert_eq!(format!("ab{a}").chars().count(), 10);
+    }
+}
