@@ -9,6 +9,8 @@
 //! * [`stats`], [`score`], [`summary`] — what is measured and how it scores.
 //! * [`report`] and [`svg`] — the HTML report.
 
+#![warn(missing_docs)]
+
 pub mod check;
 pub mod http;
 pub mod injection;
@@ -73,7 +75,10 @@ pub async fn run(config: &RunConfig, threads: usize) -> Result<RunReport, RunErr
     if let Some(p) = progress {
         p.stop().await;
     }
-    let cpu_s = (cpu_time() - cpu_before).max(0.0);
+    let cpu_after = cpu_time();
+    let cpu_user_s = (cpu_after.0 - cpu_before.0).max(0.0);
+    let cpu_sys_s = (cpu_after.1 - cpu_before.1).max(0.0);
+    let cpu_s = cpu_user_s + cpu_sys_s;
     let recorded = ctx.recorder.finish();
     let last_end_us = recorded
         .requests
@@ -114,6 +119,8 @@ pub async fn run(config: &RunConfig, threads: usize) -> Result<RunReport, RunErr
         lag_max_ms: lag_ms(lag.max()),
         trustworthy: lag_ms(lag.value_at_quantile(0.99)) <= LAG_P99_LIMIT_MS,
         cpu_s,
+        cpu_user_s,
+        cpu_sys_s,
         cpu_us_per_request: if all.requests == 0 {
             0.0
         } else {
@@ -168,15 +175,15 @@ pub async fn run(config: &RunConfig, threads: usize) -> Result<RunReport, RunErr
     })
 }
 
-/// CPU time (user + system) used by this process so far, in s.
-fn cpu_time() -> f64 {
+/// CPU time (user, system) used by this process so far, in s.
+fn cpu_time() -> (f64, f64) {
     // SAFETY: getrusage only writes into the struct we pass.
     unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
         if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return 0.0;
+            return (0.0, 0.0);
         }
         let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-        t(usage.ru_utime) + t(usage.ru_stime)
+        (t(usage.ru_utime), t(usage.ru_stime))
     }
 }

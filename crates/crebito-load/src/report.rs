@@ -708,12 +708,14 @@ pub fn html(report: &RunReport) -> String {
     );
     let _ = write!(
         o,
-        r#"<footer><p>Response time: from the start of the request (TCP connection included for a user's first request) to the last byte of the response, like Gatling. Score (SPEC.md §6): pct = round(100 × OK responses under 250 ms ÷ all requests, 2); fine A = max(0, (98 − pct) × 1000) USD; fine B = inconsistencies × 803.01 USD; payout = max(0, 100,000 − A − B) USD.</p><p>Load generator: {} open-model users started with a lag of p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms behind schedule; {:.1} s of CPU ({:.0} µs per request) on {} thread(s).</p></footer>"#,
+        r#"<footer><p>Response time: from the start of the request (TCP connection included for a user's first request) to the last byte of the response, like Gatling. Score (SPEC.md §6): pct = round(100 × OK responses under 250 ms ÷ all requests, 2); fine A = max(0, (98 − pct) × 1000) USD; fine B = inconsistencies × 803.01 USD; payout = max(0, 100,000 − A − B) USD.</p><p>Load generator: {} open-model users started with a lag of p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms behind schedule; {:.1} s of CPU (user {:.1} s, system {:.1} s, which on loopback includes kernel TCP work for the server; {:.0} µs per request) on {} thread(s).</p></footer>"#,
         group_thousands(s.generator.users),
         s.generator.lag_p50_ms,
         s.generator.lag_p99_ms,
         s.generator.lag_max_ms,
         s.generator.cpu_s,
+        s.generator.cpu_user_s,
+        s.generator.cpu_sys_s,
         s.generator.cpu_us_per_request,
         s.generator.threads
     );

@@ -75,6 +75,11 @@ pub struct Generator {
     pub trustworthy: bool,
     /// CPU time used by the generator during the run (user + system), in s.
     pub cpu_s: f64,
+    /// Its user part, in s.
+    pub cpu_user_s: f64,
+    /// Its system part, in s (on loopback it includes kernel TCP work done
+    /// on the server's behalf in the generator's context).
+    pub cpu_sys_s: f64,
     /// That CPU time per request, in µs.
     pub cpu_us_per_request: f64,
     /// Tokio worker threads.
@@ -290,12 +295,14 @@ impl Summary {
         let g = &self.generator;
         let _ = writeln!(
             o,
-            "start lag of {} open-model users: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; CPU {:.1} s ({:.0} µs/request, {} thread{})",
+            "start lag of {} open-model users: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms\nCPU {:.1} s (user {:.1} s + system {:.1} s; {:.0} µs/request, {} thread{})",
             group_thousands(g.users),
             g.lag_p50_ms,
             g.lag_p99_ms,
             g.lag_max_ms,
             g.cpu_s,
+            g.cpu_user_s,
+            g.cpu_sys_s,
             g.cpu_us_per_request,
             g.threads,
             if g.threads == 1 { "" } else { "s" }
