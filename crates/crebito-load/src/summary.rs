@@ -64,7 +64,9 @@ pub struct RunInfo {
 pub struct Generator {
     /// Open-model users whose start lag was measured.
     pub users: u64,
-    /// Median lag of a user's actual start behind its planned arrival, in ms.
+    /// Median lag of a user's actual start behind its planned arrival, in
+    /// ms. Tokio's timers have a 1 ms granularity (a deadline is rounded up
+    /// to the next millisecond), so about 1 to 2 ms is the floor.
     pub lag_p50_ms: f64,
     /// 99th percentile of that lag, in ms.
     pub lag_p99_ms: f64,
