@@ -83,8 +83,27 @@ fn positive(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Raises the open-file soft limit to the hard limit: against a slow server
+/// the open model keeps up to (arrival rate × 60 s) users alive, each with
+/// its own connection (SPEC.md §5), far more than a 1,024-descriptor default.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    raise_open_file_limit();
     let seed = args.seed.unwrap_or_else(rand::random);
     let config = RunConfig {
         base_url: args.base_url.clone(),
