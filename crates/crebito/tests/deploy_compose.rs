@@ -393,7 +393,7 @@ fn the_image_runs_the_binary_as_a_non_root_user() {
     let user = last_stage
         .lines()
         .filter_map(|l| l.trim().strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("the final stage sets USER");
     assert!(
         !["root", "0"].contains(&user.trim()),
