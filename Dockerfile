@@ -12,22 +12,30 @@
 
 ARG RUST_VERSION=1.95
 
+# Manifests and the lock file only, with stub sources for every workspace
+# member: the dependency layer below is rebuilt only when these change.
+FROM rust:${RUST_VERSION}-slim-bookworm AS skeleton
+WORKDIR /src
+COPY . .
+RUN mkdir -p /skeleton \
+ && cp Cargo.toml Cargo.lock /skeleton/ \
+ && for manifest in crates/*/Cargo.toml; do \
+        crate=$(dirname "$manifest"); \
+        mkdir -p "/skeleton/$crate/src"; \
+        cp "$manifest" "/skeleton/$manifest"; \
+        echo 'fn main() {}' > "/skeleton/$crate/src/main.rs"; \
+        : > "/skeleton/$crate/src/lib.rs"; \
+    done
+
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
-# Dependency layer: the manifests with stub sources, so the dependencies are
-# compiled once and reused until Cargo.toml/Cargo.lock change.
-COPY Cargo.toml Cargo.lock ./
-COPY crates/crebito/Cargo.toml crates/crebito/
-COPY crates/crebito-load/Cargo.toml crates/crebito-load/
-RUN mkdir -p crates/crebito/src crates/crebito-load/src \
- && echo 'fn main() {}' > crates/crebito/src/main.rs \
- && touch crates/crebito/src/lib.rs \
- && echo 'fn main() {}' > crates/crebito-load/src/main.rs \
- && cargo build --release --locked -p crebito \
- && rm -rf crates/crebito/src crates/crebito-load/src
-# The API itself (sources and the embedded migrations).
-COPY crates/crebito crates/crebito
-RUN touch crates/crebito/src/main.rs crates/crebito/src/lib.rs \
+COPY --from=skeleton /skeleton ./
+RUN cargo build --release --locked -p crebito
+# The API itself: its sources and embedded migrations (.dockerignore keeps
+# the other crates' sources out; their stubs stay). Touched so that cargo
+# rebuilds them instead of trusting the stub build's timestamps.
+COPY . .
+RUN find crates/crebito -type f -exec touch {} + \
  && cargo build --release --locked -p crebito \
  && cp target/release/crebito /crebito
 
@@ -41,7 +49,7 @@ RUN apt-get update \
  && mkdir -p /var/lib/crebito /run/crebito \
  && chown crebito:crebito /var/lib/crebito /run/crebito
 COPY --from=build /crebito /usr/local/bin/crebito
-COPY deploy/healthcheck.sh /usr/local/bin/crebito-healthcheck
+COPY --chmod=0755 deploy/healthcheck.sh /usr/local/bin/crebito-healthcheck
 USER crebito
 WORKDIR /var/lib/crebito
 ENV CREBITO_LISTEN=0.0.0.0:9999 \
