@@ -45,6 +45,11 @@ struct Args {
     /// Keep retrying an unanswered posting for up to this long, seconds.
     #[arg(long, default_value_t = 30.0)]
     retry_for_secs: f64,
+    /// Share of postings that are debits, percent (the rest are credits).
+    /// Above 50 the balances drift down to their limits, so that refusals
+    /// (422) are part of the record too.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u8).range(0..=100))]
+    debit_percent: u8,
     /// Pause between a worker's postings, milliseconds.
     #[arg(long, default_value_t = 0)]
     pause_ms: u64,
@@ -169,10 +174,10 @@ async fn worker(
         n += 1;
         let descricao = format!("{prefix}{}", base36(sequence));
         let account: i32 = rng.random_range(1..=5);
-        let tipo = if rng.random_range(0..10) < 6 {
-            "c"
-        } else {
+        let tipo = if rng.random_range(0..100u8) < args.debit_percent {
             "d"
+        } else {
+            "c"
         };
         let valor: i64 = rng.random_range(1..=5000);
         let body =
