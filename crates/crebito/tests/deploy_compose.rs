@@ -417,3 +417,55 @@ fn the_image_runs_the_binary_as_a_non_root_user() {
         );
     }
 }
+
+#[test]
+fn nginx_never_retries_a_post_and_closes_idle_upstreams_first() {
+    let nginx = read("deploy/nginx.conf");
+    let directives: Vec<&str> = nginx
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    for d in directives
+        .iter()
+        .filter(|d| d.starts_with("proxy_next_upstream "))
+    {
+        assert!(
+            !d.contains("non_idempotent"),
+            "`{d}` would let nginx send a POST to a second instance after the first got it"
+        );
+    }
+    assert!(
+        directives.iter().any(|d| d.starts_with("access_log off")),
+        "access log off"
+    );
+
+    // The upstream keep-alive idle timeout must be shorter than the API's
+    // (CREBITO_IDLE_TIMEOUT_SECS, 75 s by default), so nginx closes first.
+    let compose = compose();
+    let services = services(&compose);
+    let api_idle: u64 = environment("api01", &services["api01"])
+        .get("CREBITO_IDLE_TIMEOUT_SECS")
+        .map_or(75, |v| {
+            v.parse().expect("CREBITO_IDLE_TIMEOUT_SECS is a number")
+        });
+    let upstream = nginx
+        .split("upstream api {")
+        .nth(1)
+        .and_then(|rest| rest.split('}').next())
+        .expect("deploy/nginx.conf has an `upstream api { ... }` block");
+    let timeout = upstream
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .find_map(|l| l.strip_prefix("keepalive_timeout "))
+        .expect("the upstream block sets keepalive_timeout");
+    let secs: u64 = timeout
+        .trim_end_matches(';')
+        .trim_end_matches('s')
+        .parse()
+        .expect("keepalive_timeout in whole seconds, e.g. 60s");
+    assert!(
+        secs < api_idle,
+        "nginx's upstream keepalive_timeout ({secs} s) must be shorter than the API's idle timeout ({api_idle} s)"
+    );
+}
