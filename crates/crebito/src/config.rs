@@ -68,6 +68,13 @@ pub struct ServeArgs {
     #[arg(long, env = "CREBITO_ACQUIRE_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub acquire_timeout_ms: u64,
 
+    /// Longest a request's database statement may run, in milliseconds
+    /// (PostgreSQL statement_timeout); then the request is answered 503 and
+    /// nothing is applied. A database that stops answering altogether gets
+    /// one more second before its connection is dropped.
+    #[arg(long, env = "CREBITO_QUERY_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub query_timeout_ms: u64,
+
     /// Tokio worker threads. 1 runs a single-threaded runtime: the deployed
     /// topology runs two instances with small CPU quotas, where one thread
     /// per instance keeps quota bursts (and their latency spikes) away.

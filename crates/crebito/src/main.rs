@@ -66,6 +66,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let options = PostgresOptions {
         pool_size: args.pool_size.into(),
         acquire_timeout: Duration::from_millis(args.acquire_timeout_ms),
+        query_timeout: Duration::from_millis(args.query_timeout_ms),
     };
     let ledger = match open_with_retry(&args, &options).await {
         Ok(ledger) => ledger,
@@ -135,7 +136,13 @@ async fn open_with_retry(
 }
 
 async fn audit(args: AuditArgs) -> ExitCode {
-    let ledger = match AnyLedger::open(&args.database_url, &PostgresOptions::default()).await {
+    // Read-only: no migration, no file created.
+    let options = PostgresOptions {
+        // An audit reads every transaction: no per-request bound.
+        query_timeout: Duration::from_secs(3600),
+        ..PostgresOptions::default()
+    };
+    let ledger = match AnyLedger::open_existing(&args.database_url, &options).await {
         Ok(ledger) => ledger,
         Err(e) => {
             eprintln!("crebito audit: {e}");

@@ -60,6 +60,15 @@ fn audit_of_an_unreachable_database_exits_2() {
     assert_eq!(code, 2);
 }
 
+#[test]
+fn audit_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("ledger.db");
+    let (code, _) = audit(&format!("sqlite://{}", path.display()));
+    assert_eq!(code, 2);
+    assert!(!path.exists() && !path.parent().unwrap().exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_checks_a_client_record_of_postings() {
     let app = support::TestApp::start(support::Backend::Sqlite).await;

@@ -16,6 +16,7 @@ async fn unreachable_postgres_is_503_not_a_hang() {
         &PostgresOptions {
             pool_size: 1,
             acquire_timeout: Duration::from_millis(500),
+            ..PostgresOptions::default()
         },
     )
     .unwrap();
@@ -73,4 +74,110 @@ async fn restarting_on_the_same_database_keeps_balances_and_seeds_once() {
         assert_eq!(ids, [1, 2, 3, 4, 5], "{backend:?}");
         assert!(report.holds());
     }
+}
+
+async fn admin_session(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+async fn bounded_app(query_timeout_ms: u64) -> (support::TestApp, String) {
+    let url = support::fresh_postgres_database().await;
+    // Apply the migrations once with the default options.
+    support::open_ledger(&url).await;
+    let ledger = PostgresLedger::new(
+        &url,
+        &PostgresOptions {
+            pool_size: 1,
+            acquire_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_millis(query_timeout_ms),
+        },
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, crebito::http::router(Arc::new(ledger)))
+            .await
+            .unwrap()
+    });
+    let mut app = support::TestApp::start_on(&url).await;
+    app.base = base;
+    (app, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_runs_too_long_is_cancelled_and_nothing_is_applied() {
+    let (app, url) = bounded_app(300).await;
+    // Another session holds account 1's row lock, so the posting waits.
+    let blocker = admin_session(&url).await;
+    blocker
+        .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, body) = app.post(1, 10, "d", "bloqueada").await;
+    let waited = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
+    blocker.batch_execute("COMMIT").await.unwrap();
+    // The cancelled posting was not applied, and the pool still serves.
+    let (_, statement) = app.statement("1").await;
+    assert_eq!(statement["saldo"]["total"], 0, "{statement}");
+    let (status, body) = app.post(1, 10, "d", "depois").await;
+    assert_eq!(
+        (status, body["saldo"].clone()),
+        (200, serde_json::json!(-10))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stops_answering_gets_a_503_and_a_fresh_connection() {
+    let (app, url) = bounded_app(300).await;
+    let (status, _) = app.post(2, 1, "c", "antes").await;
+    assert_eq!(status, 200);
+    // Freeze every server process of this database (as if the machine
+    // hung): the statement timeout cannot fire; the client-side bound must.
+    let admin = admin_session(&url).await;
+    let database: String = admin
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let pids: Vec<i32> = admin
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!pids.is_empty());
+    let signal = |name: &str| {
+        for pid in &pids {
+            let status = std::process::Command::new("kill")
+                .args([name, &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill {name} {pid}");
+        }
+    };
+    signal("-STOP");
+    let started = std::time::Instant::now();
+    // Without the bound the request would wait for the thaw: give up at 8 s.
+    let answer =
+        tokio::time::timeout(Duration::from_secs(8), app.post(2, 1, "c", "congelada")).await;
+    let waited = started.elapsed();
+    signal("-CONT");
+    let (status, body) = answer.expect("no answer while the database was frozen");
+    assert_eq!(status, 503, "{body}");
+    assert!(waited < Duration::from_secs(4), "answered after {waited:?}");
+    // The frozen connection was discarded: the next request gets a new one.
+    let (status, _) = app.post(2, 1, "c", "depois").await;
+    assert_eq!(status, 200);
 }

@@ -204,6 +204,26 @@ impl AnyLedger {
     }
 }
 
+impl AnyLedger {
+    /// Opens the ledger at `url` without creating or migrating anything
+    /// (for read-only tools). Errors: [`LedgerError::Unavailable`].
+    pub async fn open_existing(
+        url: &DatabaseUrl,
+        options: &postgres::PostgresOptions,
+    ) -> Result<AnyLedger, LedgerError> {
+        Ok(match url {
+            DatabaseUrl::Postgres(url) => {
+                let ledger = postgres::PostgresLedger::new(url, options)?;
+                ledger.ping().await?;
+                AnyLedger::Postgres(ledger)
+            }
+            DatabaseUrl::Sqlite(path) => {
+                AnyLedger::Sqlite(sqlite::SqliteLedger::open_existing(path).await?)
+            }
+        })
+    }
+}
+
 impl Ledger for AnyLedger {
     async fn post(
         &self,

@@ -111,6 +111,14 @@ pub struct PostgresOptions {
     /// Longest a request waits for a free connection (or for a new one to be
     /// established) before it fails with [`LedgerError::Unavailable`] (503).
     pub acquire_timeout: Duration,
+    /// Longest a request's statement may run. The server cancels it then
+    /// (`statement_timeout`, so a cancelled posting is never applied) and
+    /// the request fails with [`LedgerError::Unavailable`] (503). A server
+    /// that stops answering altogether (frozen, network cut) is given one
+    /// more second, then the connection is closed and taken out of the pool;
+    /// only in that case may a posting answered 503 still have been applied,
+    /// which a retry with the same `Idempotency-Key` resolves.
+    pub query_timeout: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -118,6 +126,7 @@ impl Default for PostgresOptions {
         PostgresOptions {
             pool_size: 4,
             acquire_timeout: Duration::from_secs(2),
+            query_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -126,7 +135,21 @@ impl Default for PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresLedger {
     pool: Pool,
+    /// Client-side bound of one request's round trips: the server's
+    /// `statement_timeout` plus a second.
+    round_trip_timeout: Duration,
 }
+
+/// What the idempotent posting statement came back with.
+enum IdempotentAnswer {
+    /// The statement's own rows.
+    Rows(Vec<tokio_postgres::Row>),
+    /// The outcome recorded by a concurrent request with the same key.
+    Recorded(Option<tokio_postgres::Row>),
+}
+
+/// How a bounded round trip ended.
+type Bounded<T> = Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>;
 
 impl PostgresLedger {
     /// Builds the pool for `url` (a libpq-style URL or key=value string, see
@@ -134,8 +157,17 @@ impl PostgresLedger {
     ///
     /// Errors: [`LedgerError::Unavailable`] when the URL cannot be parsed.
     pub fn new(url: &str, options: &PostgresOptions) -> Result<Self, LedgerError> {
-        let config = tokio_postgres::Config::from_str(url)
+        let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| LedgerError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        let timeout_option = format!(
+            "-c statement_timeout={}",
+            options.query_timeout.as_millis().max(1)
+        );
+        let options_text = match config.get_options() {
+            Some(existing) => format!("{existing} {timeout_option}"),
+            None => timeout_option,
+        };
+        config.options(&options_text);
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -151,7 +183,10 @@ impl PostgresLedger {
             .recycle_timeout(Some(options.acquire_timeout))
             .build()
             .map_err(|e| LedgerError::Unavailable(format!("cannot build pool: {e}")))?;
-        Ok(PostgresLedger { pool })
+        Ok(PostgresLedger {
+            pool,
+            round_trip_timeout: options.query_timeout + Duration::from_secs(1),
+        })
     }
 
     /// Builds the pool, applies pending migrations and prepares the hot
@@ -166,6 +201,11 @@ impl PostgresLedger {
     /// session advisory lock so that instances starting together take turns.
     pub async fn migrate(&self) -> Result<(), LedgerError> {
         let mut client = self.client().await?;
+        // Waiting for another instance's migrations is not a slow request.
+        client
+            .batch_execute("SET statement_timeout = 0")
+            .await
+            .map_err(unavailable)?;
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
@@ -176,9 +216,32 @@ impl PostgresLedger {
         let unlock = client
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
             .await;
+        let reset = client.batch_execute("RESET statement_timeout").await;
         result?;
         unlock.map_err(unavailable)?;
+        reset.map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Returns `client` to the pool after a bounded round trip, or — when
+    /// the bound elapsed and the connection may still be busy — closes it
+    /// and takes it out of the pool.
+    fn release<T>(
+        client: Object,
+        outcome: Bounded<T>,
+    ) -> Result<Result<T, tokio_postgres::Error>, LedgerError> {
+        match outcome {
+            Ok(result) => {
+                drop(client);
+                Ok(result)
+            }
+            Err(_) => {
+                drop(Object::take(client));
+                Err(LedgerError::Unavailable(
+                    "the database did not answer in time; connection discarded".into(),
+                ))
+            }
+        }
     }
 
     async fn client(&self) -> Result<Object, LedgerError> {
@@ -245,6 +308,7 @@ fn posting_error(error: tokio_postgres::Error) -> LedgerError {
     match error.code() {
         Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => LedgerError::Overflow,
         Some(&SqlState::CHECK_VIOLATION) => LedgerError::LimitExceeded,
+        // statement_timeout: cancelled by the server, nothing applied.
         _ => unavailable(error),
     }
 }
@@ -274,34 +338,39 @@ impl PostgresLedger {
         key: &IdempotencyKey,
     ) -> Result<Balance, LedgerError> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(POST_IDEMPOTENT_SQL)
-            .await
-            .map_err(unavailable)?;
         let fingerprint = transaction.fingerprint();
-        let result = client
-            .query(
-                &statement,
-                &[
-                    &account.get(),
-                    &transaction.delta(),
-                    &transaction.amount.cents(),
-                    &transaction.kind.code(),
-                    &transaction.description.as_str(),
-                    &key.as_str(),
-                    &fingerprint,
-                ],
-            )
-            .await;
-        let rows = match result {
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                // A concurrent request with the same key committed first.
-                let row = client
+        let outcome = tokio::time::timeout(self.round_trip_timeout, async {
+            let statement = client.prepare_cached(POST_IDEMPOTENT_SQL).await?;
+            let result = client
+                .query(
+                    &statement,
+                    &[
+                        &account.get(),
+                        &transaction.delta(),
+                        &transaction.amount.cents(),
+                        &transaction.kind.code(),
+                        &transaction.description.as_str(),
+                        &key.as_str(),
+                        &fingerprint,
+                    ],
+                )
+                .await;
+            match result {
+                // A concurrent request with the same key committed first:
+                // this statement was rolled back; read what it recorded.
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => client
                     .query_opt(RECORDED_KEY_SQL, &[&account.get(), &key.as_str()])
                     .await
-                    .map_err(unavailable)?
-                    .ok_or_else(|| LedgerError::Unavailable("idempotency key vanished".into()))?;
-                drop(client);
+                    .map(IdempotentAnswer::Recorded),
+                other => other.map(IdempotentAnswer::Rows),
+            }
+        })
+        .await;
+        let rows = match Self::release(client, outcome)?.map_err(posting_error)? {
+            IdempotentAnswer::Rows(rows) => rows,
+            IdempotentAnswer::Recorded(row) => {
+                let row =
+                    row.ok_or_else(|| LedgerError::Unavailable("idempotency key vanished".into()))?;
                 return recorded_outcome(
                     row.get(0),
                     row.get(1),
@@ -310,9 +379,7 @@ impl PostgresLedger {
                     transaction,
                 );
             }
-            other => other.map_err(posting_error)?,
         };
-        drop(client);
         let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let limit: i64 = row.get(0);
         if let Some(previous) = row.get::<_, Option<&str>>(2) {
@@ -340,21 +407,23 @@ impl Ledger for PostgresLedger {
             return self.post_idempotent(account, transaction, key).await;
         }
         let client = self.client().await?;
-        let statement = client.prepare_cached(POST_SQL).await.map_err(unavailable)?;
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &account.get(),
-                    &transaction.delta(),
-                    &transaction.amount.cents(),
-                    &transaction.kind.code(),
-                    &transaction.description.as_str(),
-                ],
-            )
-            .await;
-        drop(client);
-        let rows = rows.map_err(posting_error)?;
+        let outcome = tokio::time::timeout(self.round_trip_timeout, async {
+            let statement = client.prepare_cached(POST_SQL).await?;
+            client
+                .query(
+                    &statement,
+                    &[
+                        &account.get(),
+                        &transaction.delta(),
+                        &transaction.amount.cents(),
+                        &transaction.kind.code(),
+                        &transaction.description.as_str(),
+                    ],
+                )
+                .await
+        })
+        .await;
+        let rows = Self::release(client, outcome)?.map_err(posting_error)?;
         let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let limit: i64 = row.get(0);
         let balance: Option<i64> = row.get(1);
@@ -374,13 +443,12 @@ impl Ledger for PostgresLedger {
 
     async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(STATEMENT_SQL)
-            .await
-            .map_err(unavailable)?;
-        let rows = client.query(&statement, &[&account.get()]).await;
-        drop(client);
-        let rows = rows.map_err(unavailable)?;
+        let outcome = tokio::time::timeout(self.round_trip_timeout, async {
+            let statement = client.prepare_cached(STATEMENT_SQL).await?;
+            client.query(&statement, &[&account.get()]).await
+        })
+        .await;
+        let rows = Self::release(client, outcome)?.map_err(unavailable)?;
         let generated_at = Utc::now();
         let first = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let mut transactions = Vec::with_capacity(rows.len());
@@ -409,7 +477,9 @@ impl Ledger for PostgresLedger {
 
     async fn ping(&self) -> Result<(), LedgerError> {
         let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(unavailable)?;
+        let outcome =
+            tokio::time::timeout(self.round_trip_timeout, client.simple_query("SELECT 1")).await;
+        Self::release(client, outcome)?.map_err(unavailable)?;
         Ok(())
     }
 

@@ -55,6 +55,31 @@ impl SqliteLedger {
     /// Errors: [`LedgerError::Unavailable`] when the directory or file cannot
     /// be created or opened, or a migration fails.
     pub async fn open(path: &Path) -> Result<Self, LedgerError> {
+        let ledger = Self::open_file(path)?;
+        ledger
+            .run(|conn| apply_migrations(conn, migrations::SQLITE))
+            .await?;
+        Ok(ledger)
+    }
+
+    /// Opens an existing database file without creating or migrating
+    /// anything (for read-only tools such as `crebito audit`).
+    ///
+    /// Errors: [`LedgerError::Unavailable`] when the file does not exist or
+    /// cannot be opened.
+    pub async fn open_existing(path: &Path) -> Result<Self, LedgerError> {
+        if !path.is_file() {
+            return Err(LedgerError::Unavailable(format!(
+                "no SQLite database at {}",
+                path.display()
+            )));
+        }
+        let ledger = Self::open_file(path)?;
+        ledger.ping().await?;
+        Ok(ledger)
+    }
+
+    fn open_file(path: &Path) -> Result<Self, LedgerError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 LedgerError::Unavailable(format!("cannot create {}: {e}", parent.display()))
@@ -77,14 +102,10 @@ impl SqliteLedger {
             }))
             .build()
             .map_err(|e| LedgerError::Unavailable(format!("cannot build pool: {e}")))?;
-        let ledger = SqliteLedger {
+        Ok(SqliteLedger {
             pool,
             writer: Default::default(),
-        };
-        ledger
-            .run(|conn| apply_migrations(conn, migrations::SQLITE))
-            .await?;
-        Ok(ledger)
+        })
     }
 
     /// Runs `f` with a pooled connection on a blocking thread.

@@ -244,6 +244,7 @@ pub async fn open_ledger(url: &str) -> AnyLedger {
         &PostgresOptions {
             pool_size: 8,
             acquire_timeout: Duration::from_secs(10),
+            ..PostgresOptions::default()
         },
     )
     .await
