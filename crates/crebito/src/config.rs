@@ -32,8 +32,8 @@ pub enum Command {
     /// Serve the HTTP API (the default).
     Serve(ServeArgs),
     /// Check every account: balance == Σ credits − Σ debits, balance >=
-    /// −limit, no transaction without an account. Exit 0 when all hold,
-    /// 1 otherwise.
+    /// −limit, no transaction without an account. Read-only. Exit 0 when
+    /// all hold, 1 otherwise, 2 when the database cannot be read.
     Audit(AuditArgs),
 }
 
