@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::runner::PHASES;
 use crate::score::{format_usd, group_thousands};
 use crate::stats::Group;
-use crate::summary::{one_line, LAG_P99_LIMIT_MS};
+use crate::summary::{ms, one_line, LAG_P99_LIMIT_MS};
 use crate::svg::{esc, short, Axis, Band, Bar, Chart, Line};
 use crate::RunReport;
 
@@ -33,16 +33,6 @@ fn ms_label(v: f64) -> String {
         format!("{}s", short(v / 1000.0))
     } else {
         format!("{}ms", short(v))
-    }
-}
-
-fn fmt_ms(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{v:.0}")
-    } else if v >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
     }
 }
 
@@ -220,7 +210,7 @@ fn percentiles_chart(report: &RunReport) -> String {
         if let Some(p) = ts.percentiles_ms[s] {
             let mut text = format!("{s}–{} s", s + 1);
             for (k, name) in names.iter().enumerate() {
-                let _ = write!(text, "\n{name}: {} ms", fmt_ms(p[k]));
+                let _ = write!(text, "\n{name}: {} ms", ms(p[k]));
             }
             chart.hover.push((s as f64, s as f64 + 1.0, text));
         }
@@ -263,7 +253,7 @@ fn distribution_chart(report: &RunReport) -> String {
                     x: (x0, x1),
                     y: (y, y + c as f64),
                     color: GROUP_COLORS[gi].to_string(),
-                    title: format!("{} OK, {}–{} ms: {}", g.label(), fmt_ms(x0), fmt_ms(x1), c),
+                    title: format!("{} OK, {}–{} ms: {}", g.label(), ms(x0), ms(x1), c),
                 });
                 y += c as f64;
             }
@@ -273,7 +263,7 @@ fn distribution_chart(report: &RunReport) -> String {
                 x: (x0, x1),
                 y: (y, y + d.ko[i] as f64),
                 color: KO_COLOR.to_string(),
-                title: format!("KO, {}–{} ms: {}", fmt_ms(x0), fmt_ms(x1), d.ko[i]),
+                title: format!("KO, {}–{} ms: {}", ms(x0), ms(x1), d.ko[i]),
             });
         }
     }
@@ -345,12 +335,12 @@ fn curve_chart(report: &RunReport) -> String {
             dashed: false,
             points: curve.iter().map(|(p, ms)| (nines(*p), Some(*ms))).collect(),
         });
-        for (p, ms) in curve {
+        for (p, value) in curve {
             let x = nines(*p);
             chart.hover.push((
                 x - 0.04,
                 x + 0.04,
-                format!("{} p{}: {} ms", g.label(), short(*p), fmt_ms(*ms)),
+                format!("{} p{}: {} ms", g.label(), short(*p), ms(*value)),
             ));
         }
     }
@@ -390,7 +380,7 @@ fn group_table(report: &RunReport) -> String {
         };
         let cls = if i == 4 { r#" class="total""# } else { "" };
         let ko_cls = if g.ko > 0 { r#" class="bad""# } else { "" };
-        let cell = |v: f64, whole: u64| format!("<td>{}<small>{whole}</small></td>", fmt_ms(v));
+        let cell = |v: f64, whole: u64| format!("<td>{}<small>{whole}</small></td>", ms(v));
         let _ = write!(
             o,
             "<tr{cls}><td>{swatch}{}</td><td>{}</td><td>{}</td><td{ko_cls}>{}</td>{}{}{}{}{}{}{}{}<td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -558,10 +548,10 @@ fn score_box(report: &RunReport) -> String {
     fact(
         &mut o,
         "p99 / max",
-        format!("{} ms", fmt_ms(s.latency_ms.p99)),
+        format!("{} ms", ms(s.latency_ms.p99)),
         format!(
             "max {} ms · Gatling p99 {} ms",
-            fmt_ms(s.latency_ms.max),
+            ms(s.latency_ms.max),
             s.gatling_ms.p99
         ),
         s.latency_ms.p99 >= 250.0,

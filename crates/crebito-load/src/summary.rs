@@ -337,7 +337,8 @@ impl Summary {
     }
 }
 
-fn ms(v: f64) -> String {
+/// Milliseconds with 2, 1 or 0 decimals as the value grows (0.52, 123.4, 1545).
+pub(crate) fn ms(v: f64) -> String {
     if v >= 1000.0 {
         format!("{v:.0}")
     } else if v >= 100.0 {

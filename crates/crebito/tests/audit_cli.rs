@@ -5,8 +5,14 @@ mod support;
 use std::process::Command;
 
 fn audit(url: &str) -> (i32, String) {
+    run_audit(&["--database-url", url])
+}
+
+/// Runs `crebito audit ARGS`; returns the exit code and stdout.
+fn run_audit(args: &[&str]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_crebito"))
-        .args(["audit", "--database-url", url])
+        .arg("audit")
+        .args(args)
         .env("RUST_LOG", "warn")
         .output()
         .expect("run crebito audit");
@@ -88,18 +94,14 @@ async fn audit_checks_a_client_record_of_postings() {
     ]
     .join("\n");
     std::fs::write(&record, &good).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_crebito"))
-        .args([
-            "audit",
-            "--database-url",
-            &app.database_url,
-            "--acknowledged",
-        ])
-        .arg(&record)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let with_record = [
+        "--database-url",
+        &app.database_url,
+        "--acknowledged",
+        record.to_str().unwrap(),
+    ];
+    let (code, stdout) = run_audit(&with_record);
+    assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("1 acknowledged stored once"), "{stdout}");
     // An acknowledged posting the ledger does not have.
     std::fs::write(
@@ -107,17 +109,7 @@ async fn audit_checks_a_client_record_of_postings() {
         format!("{good}\n{}", line(1, "ack-2", "c", 10, "acknowledged")),
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_crebito"))
-        .args([
-            "audit",
-            "--database-url",
-            &app.database_url,
-            "--acknowledged",
-        ])
-        .arg(&record)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let (code, stdout) = run_audit(&with_record);
+    assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("acknowledged but missing"), "{stdout}");
 }
