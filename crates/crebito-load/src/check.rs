@@ -325,32 +325,24 @@ fn as_int(value: &Value) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn credit_checks() -> Vec<Check> {
-        vec![
-            Check::StatusIn(&[200]),
-            Check::SaveAs {
-                path: "limite",
-                key: "limite",
-            },
-            Check::Consistency {
-                path: "saldo",
-                name: CONSISTENCY_TRANSACTION,
-            },
-        ]
-    }
-
     #[test]
     fn first_failure_wins_with_gatling_messages() {
         let mut s = Session::new();
-        let e = run_checks(&credit_checks(), 500, b"{}", &mut s).unwrap_err();
+        let e = run_checks(&crate::scenario::transaction_checks(), 500, b"{}", &mut s).unwrap_err();
         assert_eq!(e.message, "status.find.in(200), but actually found 500");
         assert!(!e.is_inconsistency());
 
-        let e = run_checks(&credit_checks(), 200, br#"{"saldo": 1}"#, &mut s).unwrap_err();
+        let e = run_checks(
+            &crate::scenario::transaction_checks(),
+            200,
+            br#"{"saldo": 1}"#,
+            &mut s,
+        )
+        .unwrap_err();
         assert_eq!(e.message, "jmesPath(limite).find.exists, found nothing");
 
         let e = run_checks(
-            &credit_checks(),
+            &crate::scenario::transaction_checks(),
             200,
             br#"{"limite": 1000, "saldo": -1001}"#,
             &mut s,
@@ -365,7 +357,7 @@ mod tests {
 
         // The boundary itself is allowed (SPEC.md §2: a balance of -limite).
         assert!(run_checks(
-            &credit_checks(),
+            &crate::scenario::transaction_checks(),
             200,
             br#"{"limite": 1000, "saldo": -1000}"#,
             &mut s
@@ -373,7 +365,7 @@ mod tests {
         .is_ok());
 
         let e = run_checks(
-            &credit_checks(),
+            &crate::scenario::transaction_checks(),
             200,
             br#"{"limite": 1000, "saldo": 1.5}"#,
             &mut s,
@@ -382,7 +374,8 @@ mod tests {
         assert!(e.message.ends_with("WTF?!"), "{}", e.message);
         assert!(e.is_inconsistency());
 
-        let e = run_checks(&credit_checks(), 200, b"oops", &mut s).unwrap_err();
+        let e =
+            run_checks(&crate::scenario::transaction_checks(), 200, b"oops", &mut s).unwrap_err();
         assert!(
             e.message
                 .starts_with("jmesPath(limite).find.exists preparation crashed"),

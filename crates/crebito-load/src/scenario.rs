@@ -74,7 +74,8 @@ fn quoted(s: &str) -> String {
     format!("\"{s}\"")
 }
 
-fn transaction_checks() -> Vec<Check> {
+/// The checks of a credit or debit of the open-model phases.
+pub(crate) fn transaction_checks() -> Vec<Check> {
     vec![
         Check::StatusIn(&[200]),
         Check::SaveAs {

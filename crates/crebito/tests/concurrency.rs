@@ -22,29 +22,6 @@ async fn two_instances(backend: Backend) -> (TestApp, TestApp) {
     (first, second)
 }
 
-/// POSTs on a brand-new connection (like one virtual user of the official
-/// test) to `base`.
-async fn post_new_connection(
-    base: String,
-    id: i64,
-    valor: i64,
-    tipo: &str,
-    descricao: String,
-) -> (u16, Value) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    let response = client
-        .post(format!("{base}/clientes/{id}/transacoes"))
-        .header("content-type", "application/json")
-        .body(json!({"valor": valor, "tipo": tipo, "descricao": descricao}).to_string())
-        .send()
-        .await
-        .expect("send");
-    support::read(response).await
-}
-
 async fn statement_new_connection(base: &str, id: i64) -> Value {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -71,7 +48,8 @@ async fn burst(
     let tasks: Vec<_> = (0..count)
         .map(|i| {
             let base = bases[i % bases.len()].clone();
-            tokio::spawn(post_new_connection(base, id, valor, tipo, format!("b{i}")))
+            let body = json!({"valor": valor, "tipo": tipo, "descricao": format!("b{i}")});
+            tokio::spawn(async move { support::post_new_connection(&base, id, None, body).await })
         })
         .collect();
     let mut results = Vec::with_capacity(count);

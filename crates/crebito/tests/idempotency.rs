@@ -12,19 +12,7 @@ use serde_json::{json, Value};
 use support::{Backend, TestApp};
 
 async fn post_with_key(base: &str, id: i64, key: &str, body: Value) -> (u16, Value) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    let response = client
-        .post(format!("{base}/clientes/{id}/transacoes"))
-        .header("content-type", "application/json")
-        .header("idempotency-key", key)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    support::read(response).await
+    support::post_new_connection(base, id, Some(key), body).await
 }
 
 async fn transactions_of(app: &TestApp, account: i32) -> i64 {

@@ -332,6 +332,29 @@ impl TestApp {
     }
 }
 
+/// POSTs `body` to account `id` at `base` on a brand-new connection (like
+/// one virtual user of the official test), with an `Idempotency-Key` when
+/// `key` is given; returns status and parsed body.
+pub async fn post_new_connection(
+    base: &str,
+    id: i64,
+    key: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut request = client
+        .post(format!("{base}/clientes/{id}/transacoes"))
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.body(body.to_string()).send().await.expect("send");
+    read(response).await
+}
+
 /// Status and JSON body of a response; asserts the JSON content type.
 pub async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
