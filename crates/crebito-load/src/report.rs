@@ -36,6 +36,14 @@ fn ms_label(v: f64) -> String {
     }
 }
 
+/// Appends a `<section>` with a heading, a one-line description and a body.
+fn chart_section(o: &mut String, title: &str, description: &str, body: &str) {
+    let _ = write!(
+        o,
+        r#"<section><h2>{title}</h2><p class="desc">{description}</p>{body}</section>"#
+    );
+}
+
 fn legend(items: &[(&str, &str)]) -> String {
     let mut o = String::from(r#"<div class="legend">"#);
     for (color, label) in items {
@@ -660,30 +668,35 @@ pub fn html(report: &RunReport) -> String {
         esc(&r.version)
     );
     o.push_str(&score_box(report));
-    let _ = write!(
-        o,
-        r#"<section><h2>Requests per second</h2><p class="desc">Requests started in each second, stacked by group; the red line counts those that failed. Users arrive on Gatling's schedule whatever the server does, so a slow server shows more active users below, not fewer requests here.</p>{}</section>"#,
-        requests_chart(report)
+    chart_section(
+        &mut o,
+        "Requests per second",
+        "Requests started in each second, stacked by group; the red line counts those that failed. Users arrive on Gatling's schedule whatever the server does, so a slow server shows more active users below, not fewer requests here.",
+        &requests_chart(report),
     );
-    let _ = write!(
-        o,
-        r#"<section><h2>Response time over time</h2><p class="desc">Percentiles of the requests started in each second (all groups), log scale; the dashed red line is the 250 ms bound of the score. Hover for figures.</p>{}</section>"#,
-        percentiles_chart(report)
+    chart_section(
+        &mut o,
+        "Response time over time",
+        "Percentiles of the requests started in each second (all groups), log scale; the dashed red line is the 250 ms bound of the score. Hover for figures.",
+        &percentiles_chart(report),
     );
-    let _ = write!(
-        o,
-        r#"<section><h2>Active users</h2><p class="desc">Virtual users alive at some point of each second, per group (Gatling's definition). Each user has its own TCP connection.</p>{}</section>"#,
-        users_chart(report)
+    chart_section(
+        &mut o,
+        "Active users",
+        "Virtual users alive at some point of each second, per group (Gatling's definition). Each user has its own TCP connection.",
+        &users_chart(report),
     );
-    let _ = write!(
-        o,
-        r#"<section><h2>Latency distribution</h2><p class="desc">How many requests took how long, stacked by group, failures in red (log-scale time axis).</p>{}</section>"#,
-        distribution_chart(report)
+    chart_section(
+        &mut o,
+        "Latency distribution",
+        "How many requests took how long, stacked by group, failures in red (log-scale time axis).",
+        &distribution_chart(report),
     );
-    let _ = write!(
-        o,
-        r#"<section><h2>Percentile curve</h2><p class="desc">Response time at each percentile, per group: the right of the chart is the tail (99.9 %, 99.99 %, max).</p>{}</section>"#,
-        curve_chart(report)
+    chart_section(
+        &mut o,
+        "Percentile curve",
+        "Response time at each percentile, per group: the right of the chart is the tail (99.9 %, 99.99 %, max).",
+        &curve_chart(report),
     );
     let _ = write!(
         o,
@@ -691,10 +704,11 @@ pub fn html(report: &RunReport) -> String {
         group_table(report),
         ranges_bar(report)
     );
-    let _ = write!(
-        o,
-        r#"<section><h2>Failed checks and errors</h2><p class="desc">Grouped by Gatling check name (only the first failing check of a request counts, as in Gatling); inconsistencies are what fine B charges.</p>{}</section>"#,
-        failures(report)
+    chart_section(
+        &mut o,
+        "Failed checks and errors",
+        "Grouped by Gatling check name (only the first failing check of a request counts, as in Gatling); inconsistencies are what fine B charges.",
+        &failures(report),
     );
     let _ = write!(
         o,
