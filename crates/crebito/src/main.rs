@@ -136,26 +136,35 @@ async fn open_with_retry(
 }
 
 async fn audit(args: AuditArgs) -> ExitCode {
+    match run_audit(&args).await {
+        Ok(true) => {
+            println!("audit passed");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("audit FAILED");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("crebito audit: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints the audit tables; `Ok(holds)`, or the reason the audit could not
+/// run at all (exit code 2).
+async fn run_audit(args: &AuditArgs) -> Result<bool, String> {
     // Read-only: no migration, no file created.
     let options = PostgresOptions {
         // An audit reads every transaction: no per-request bound.
         query_timeout: Duration::from_secs(3600),
         ..PostgresOptions::default()
     };
-    let ledger = match AnyLedger::open_existing(&args.database_url, &options).await {
-        Ok(ledger) => ledger,
-        Err(e) => {
-            eprintln!("crebito audit: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let report = match ledger.audit().await {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("crebito audit: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let ledger = AnyLedger::open_existing(&args.database_url, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = ledger.audit().await.map_err(|e| e.to_string())?;
     println!(
         "{:>8} {:>14} {:>16} {:>20} {:>8}  result",
         "account", "limit", "balance", "sum of postings", "postings"
@@ -177,23 +186,11 @@ async fn audit(args: AuditArgs) -> ExitCode {
     );
     let mut holds = report.holds();
     if let Some(path) = &args.acknowledged {
-        let records = match std::fs::read_to_string(path)
+        let records = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
             .and_then(|text| crebito::audit::parse_records(&text))
-        {
-            Ok(records) => records,
-            Err(e) => {
-                eprintln!("crebito audit: cannot read {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        };
-        let postings = match ledger.postings().await {
-            Ok(postings) => postings,
-            Err(e) => {
-                eprintln!("crebito audit: {e}");
-                return ExitCode::from(2);
-            }
-        };
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let postings = ledger.postings().await.map_err(|e| e.to_string())?;
         let check = crebito::audit::check(&records, &postings);
         println!(
             "client record {}: {} acknowledged stored once, {} refused absent, \
@@ -210,11 +207,5 @@ async fn audit(args: AuditArgs) -> ExitCode {
         }
         holds &= check.holds();
     }
-    if holds {
-        println!("audit passed");
-        ExitCode::SUCCESS
-    } else {
-        println!("audit FAILED");
-        ExitCode::FAILURE
-    }
+    Ok(holds)
 }

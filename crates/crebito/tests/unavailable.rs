@@ -20,13 +20,7 @@ async fn unreachable_postgres_is_503_not_a_hang() {
         },
     )
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, crebito::http::router(Arc::new(ledger)))
-            .await
-            .unwrap()
-    });
+    let base = support::serve(Arc::new(ledger)).await;
     // A hang would hit this client timeout and fail the test.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -97,13 +91,7 @@ async fn bounded_app(query_timeout_ms: u64) -> (support::TestApp, String) {
         },
     )
     .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, crebito::http::router(Arc::new(ledger)))
-            .await
-            .unwrap()
-    });
+    let base = support::serve(Arc::new(ledger)).await;
     let mut app = support::TestApp::start_on(&url).await;
     app.base = base;
     (app, url)

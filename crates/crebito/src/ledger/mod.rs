@@ -202,9 +202,7 @@ impl AnyLedger {
             DatabaseUrl::Sqlite(path) => AnyLedger::Sqlite(sqlite::SqliteLedger::open(path).await?),
         })
     }
-}
 
-impl AnyLedger {
     /// Opens the ledger at `url` without creating or migrating anything
     /// (for read-only tools). Errors: [`LedgerError::Unavailable`].
     pub async fn open_existing(

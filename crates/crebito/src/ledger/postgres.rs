@@ -19,6 +19,7 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use super::migrations::{self, Migration};
@@ -358,17 +359,19 @@ impl PostgresLedger {
     ) -> Result<Balance, LedgerError> {
         let client = self.client().await?;
         let fingerprint = transaction.fingerprint();
+        let params = PostingParams::new(account, transaction);
+        let [account_id, delta, amount, kind, description] = params.as_sql();
         let outcome = tokio::time::timeout(self.round_trip_timeout, async {
             let statement = client.prepare_cached(POST_IDEMPOTENT_SQL).await?;
             let result = client
                 .query(
                     &statement,
                     &[
-                        &account.get(),
-                        &transaction.delta(),
-                        &transaction.amount.cents(),
-                        &transaction.kind.code(),
-                        &transaction.description.as_str(),
+                        account_id,
+                        delta,
+                        amount,
+                        kind,
+                        description,
                         &key.as_str(),
                         &fingerprint,
                     ],
@@ -404,10 +407,48 @@ impl PostgresLedger {
         if let Some(previous) = row.get::<_, Option<&str>>(2) {
             return recorded_outcome(previous, row.get(3), row.get(4), limit, transaction);
         }
-        match row.get::<_, Option<i64>>(1) {
-            Some(balance) => Ok(Balance { balance, limit }),
-            None => Err(LedgerError::LimitExceeded),
+        posting_outcome(row.get(1), limit)
+    }
+}
+
+/// Parameters `$1`–`$5` of [`POST_SQL`] and [`POST_IDEMPOTENT_SQL`]:
+/// account id, signed delta (cents), amount (cents), kind code, description.
+struct PostingParams<'a> {
+    account: i32,
+    delta: i64,
+    amount: i64,
+    kind: &'static str,
+    description: &'a str,
+}
+
+impl<'a> PostingParams<'a> {
+    fn new(account: AccountId, transaction: &'a Transaction) -> Self {
+        PostingParams {
+            account: account.get(),
+            delta: transaction.delta(),
+            amount: transaction.amount.cents(),
+            kind: transaction.kind.code(),
+            description: transaction.description.as_str(),
         }
+    }
+
+    fn as_sql(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.account,
+            &self.delta,
+            &self.amount,
+            &self.kind,
+            &self.description,
+        ]
+    }
+}
+
+/// What a posting statement returned: the new balance (cents), or NULL when
+/// the conditional `UPDATE` refused it for the limit.
+fn posting_outcome(balance: Option<i64>, limit: i64) -> Result<Balance, LedgerError> {
+    match balance {
+        Some(balance) => Ok(Balance { balance, limit }),
+        None => Err(LedgerError::LimitExceeded),
     }
 }
 
@@ -426,30 +467,15 @@ impl Ledger for PostgresLedger {
             return self.post_idempotent(account, transaction, key).await;
         }
         let client = self.client().await?;
+        let params = PostingParams::new(account, transaction);
         let outcome = tokio::time::timeout(self.round_trip_timeout, async {
             let statement = client.prepare_cached(POST_SQL).await?;
-            client
-                .query(
-                    &statement,
-                    &[
-                        &account.get(),
-                        &transaction.delta(),
-                        &transaction.amount.cents(),
-                        &transaction.kind.code(),
-                        &transaction.description.as_str(),
-                    ],
-                )
-                .await
+            client.query(&statement, &params.as_sql()).await
         })
         .await;
         let rows = Self::release(client, outcome)?.map_err(posting_error)?;
         let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
-        let limit: i64 = row.get(0);
-        let balance: Option<i64> = row.get(1);
-        match balance {
-            Some(balance) => Ok(Balance { balance, limit }),
-            None => Err(LedgerError::LimitExceeded),
-        }
+        posting_outcome(row.get(1), row.get(0))
     }
 
     async fn purge_idempotency_keys(&self, older_than: Duration) -> Result<u64, LedgerError> {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crebito::ledger::postgres::PostgresOptions;
-use crebito::ledger::{AnyLedger, DatabaseUrl};
+use crebito::ledger::{AnyLedger, DatabaseUrl, Ledger};
 
 /// Which ledger a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +251,20 @@ pub async fn open_ledger(url: &str) -> AnyLedger {
     .expect("open ledger")
 }
 
+/// Serves the real router over `ledger` on a new loopback port, in the
+/// background; returns its base URL, `http://127.0.0.1:PORT`.
+pub async fn serve<L: Ledger>(ledger: Arc<L>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = crebito::http::router(ledger);
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    base
+}
+
 /// The real router on a real TCP socket, on a fresh ledger.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`
@@ -274,14 +288,7 @@ impl TestApp {
     /// Starts another server (instance) on an existing database.
     pub async fn start_on(url: &str) -> TestApp {
         let ledger = Arc::new(open_ledger(url).await);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = crebito::http::router(ledger.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
-        });
+        let base = serve(ledger.clone()).await;
         TestApp {
             base,
             database_url: url.to_owned(),
