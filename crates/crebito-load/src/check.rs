@@ -407,17 +407,7 @@ mod tests {
 
     #[test]
     fn debit_checks_only_on_200() {
-        let checks = vec![
-            Check::StatusIn(&[200, 422]),
-            Check::If200(Box::new(Check::SaveAs {
-                path: "limite",
-                key: "limite",
-            })),
-            Check::If200(Box::new(Check::Consistency {
-                path: "saldo",
-                name: CONSISTENCY_TRANSACTION,
-            })),
-        ];
+        let checks = crate::scenario::debit_checks();
         let mut s = Session::new();
         assert!(run_checks(&checks, 422, b"not json", &mut s).is_ok());
         assert!(run_checks(&checks, 400, b"", &mut s).is_err());

@@ -260,23 +260,21 @@ mod tests {
     #[test]
     fn shards_interleave_like_gatling() {
         // 4 users in a second: one every 250 ms, starting at 0.
+        // The milliseconds in which at least one user starts.
+        let busy_ms = |s: &[u64]| -> Vec<usize> {
+            s.iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(i, _)| i)
+                .collect()
+        };
         let s = shards(4, 1000);
         assert_eq!(s.len(), 1000);
-        let ms: Vec<usize> = s
-            .iter()
-            .enumerate()
-            .filter(|(_, &c)| c > 0)
-            .map(|(i, _)| i)
-            .collect();
+        let ms = busy_ms(&s);
         assert_eq!(ms, vec![0, 250, 500, 750]);
         // 220 users: pattern (1, 0, 0, 0) 220 times then 120 empty ms.
         let s = shards(220, 1000);
-        let ms: Vec<usize> = s
-            .iter()
-            .enumerate()
-            .filter(|(_, &c)| c > 0)
-            .map(|(i, _)| i)
-            .collect();
+        let ms = busy_ms(&s);
         assert_eq!(ms.len(), 220);
         assert_eq!(&ms[..3], &[0, 4, 8]);
         assert_eq!(*ms.last().unwrap(), 876);

@@ -57,6 +57,16 @@ fn legend(items: &[(&str, &str)]) -> String {
     o
 }
 
+/// The legend of the per-group charts: one colour per scenario group.
+fn group_legend() -> String {
+    let items: Vec<(&str, &str)> = Group::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (GROUP_COLORS[i], g.label()))
+        .collect();
+    legend(&items)
+}
+
 fn phase_marks(report: &RunReport) -> Vec<(f64, String)> {
     report
         .phases
@@ -166,12 +176,7 @@ fn users_chart(report: &RunReport) -> String {
         }
         chart.hover.push((s as f64, s as f64 + 1.0, text));
     }
-    let items: Vec<(&str, &str)> = Group::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (GROUP_COLORS[i], g.label()))
-        .collect();
-    format!("{}{}", legend(&items), chart.render())
+    format!("{}{}", group_legend(), chart.render())
 }
 
 fn percentiles_chart(report: &RunReport) -> String {
@@ -355,12 +360,7 @@ fn curve_chart(report: &RunReport) -> String {
     chart
         .hmarks
         .push((250.0, "250 ms".to_string(), KO_COLOR.to_string()));
-    let items: Vec<(&str, &str)> = Group::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (GROUP_COLORS[i], g.label()))
-        .collect();
-    format!("{}{}", legend(&items), chart.render())
+    format!("{}{}", group_legend(), chart.render())
 }
 
 fn group_table(report: &RunReport) -> String {

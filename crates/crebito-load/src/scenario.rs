@@ -123,18 +123,23 @@ pub fn debit(t: &RandomTransaction) -> Step {
     post(
         t.account,
         payload(&t.valor.to_string(), "d", &quoted(&t.descricao)),
-        vec![
-            Check::StatusIn(&[200, 422]),
-            Check::If200(Box::new(Check::SaveAs {
-                path: "limite",
-                key: "limite",
-            })),
-            Check::If200(Box::new(Check::Consistency {
-                path: "saldo",
-                name: CONSISTENCY_TRANSACTION,
-            })),
-        ],
+        debit_checks(),
     )
+}
+
+/// The checks of a random debit: 200 or 422; the body is checked on 200 only.
+pub(crate) fn debit_checks() -> Vec<Check> {
+    vec![
+        Check::StatusIn(&[200, 422]),
+        Check::If200(Box::new(Check::SaveAs {
+            path: "limite",
+            key: "limite",
+        })),
+        Check::If200(Box::new(Check::Consistency {
+            path: "saldo",
+            name: CONSISTENCY_TRANSACTION,
+        })),
+    ]
 }
 
 /// Scenario "créditos": a random credit; 200 and `saldo >= -limite`.
