@@ -1,7 +1,7 @@
 //! The checks of the official simulation, evaluated the way Gatling 3 does.
 //!
 //! Source: the final `RinhaBackendCrebitosSimulation.scala` of the
-//! Rinha de Backend 2024/Q1 (restated in SPEC.md §5) and Gatling's
+//! Rinha de Backend 2024/Q1 (restated in docs/contract.md §5) and Gatling's
 //! `CheckBase`: checks run in order, each may save a value in the virtual
 //! user's session, and the first one that fails makes the request KO with
 //! the message `"<extractor>.find.<validator>, <why>"` (for example
@@ -16,10 +16,10 @@ use serde_json::Value;
 /// Gatling's implicit status check when a request declares none.
 pub const DEFAULT_STATUS_CODES: &[u16] = &[200, 201, 202, 203, 204, 205, 206, 207, 208, 209, 304];
 
-/// Name of the custom validator on transaction responses (SPEC.md §5,
+/// Name of the custom validator on transaction responses (docs/contract.md §5,
 /// "ConsistenciaSaldoLimite"): `saldo >= -limite`.
 pub const CONSISTENCY_TRANSACTION: &str = "ConsistenciaSaldoLimite - Transação";
-/// Name of the custom validator on statement responses (SPEC.md §5):
+/// Name of the custom validator on statement responses (docs/contract.md §5):
 /// `saldo.total >= -saldo.limite`.
 pub const CONSISTENCY_STATEMENT: &str = "ConsistenciaSaldoLimite - Extrato";
 
@@ -99,7 +99,7 @@ pub struct CheckFailure {
 
 impl CheckFailure {
     /// Whether this failure counts as an inconsistency in the score
-    /// (SPEC.md §6): a failed `ConsistenciaSaldoLimite` validation (balance
+    /// (docs/contract.md §6): a failed `ConsistenciaSaldoLimite` validation (balance
     /// below −limit, or no usable balance) in any transaction or statement
     /// response, or a failed `saldo.total` equality check of the validation
     /// phases.
@@ -355,7 +355,7 @@ mod tests {
         assert!(e.is_inconsistency());
         assert_eq!(s.get("limite").map(String::as_str), Some("1000"));
 
-        // The boundary itself is allowed (SPEC.md §2: a balance of -limite).
+        // The boundary itself is allowed (docs/contract.md §2: a balance of -limite).
         assert!(run_checks(
             &crate::scenario::transaction_checks(),
             200,

@@ -1,13 +1,13 @@
 //! The virtual users' HTTP/1.1 client: one TCP connection per user (kept
 //! alive only for that user's next requests), hyper 1 underneath.
 //!
-//! Like Gatling (SPEC.md §5: "every virtual user is a new client with its
+//! Like Gatling (docs/contract.md §5: "every virtual user is a new client with its
 //! own connection(s)"), nothing is shared between users: a user opens its
 //! connection when it sends its first request, the time to connect counts in
 //! that request's response time, and the connection is closed when the user
 //! ends. Timeouts are Gatling's defaults: 10 s to connect
 //! (`gatling.http.connectTimeout`), 60 s for a whole request
-//! (`gatling.http.requestTimeout`, SPEC.md §5 "no answer within 60 s is a
+//! (`gatling.http.requestTimeout`, docs/contract.md §5 "no answer within 60 s is a
 //! KO").
 
 use std::fmt;
@@ -23,11 +23,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// The `User-Agent` of the official simulation (SPEC.md §5).
+/// The `User-Agent` of the official simulation (docs/contract.md §5).
 pub const USER_AGENT_VALUE: &str = "Agente do Caos - 2024/Q1";
 /// Gatling's default connect timeout, 10 s.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Gatling's default request timeout, 60 s (SPEC.md §5: a KO).
+/// Gatling's default request timeout, 60 s (docs/contract.md §5: a KO).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the requests go: a resolved `http://host:port[/prefix]` base URL.

@@ -1,6 +1,6 @@
 //! Gatling's open-model injection arithmetic, reproduced exactly.
 //!
-//! The official simulation (SPEC.md §5) injects its three load scenarios with
+//! The official simulation (docs/contract.md §5) injects its three load scenarios with
 //! `rampUsersPerSec(1).to(R).during(2.minutes)` followed by
 //! `constantUsersPerSec(R).during(2.minutes)`. This module computes, like
 //! Gatling 3 does (`io.gatling.core.controller.inject.open.OpenInjectionStep`,
@@ -36,17 +36,17 @@
 //! 25 + 1 + 25 + 1 = 52 (concurrency phases), 5 × 14 = 70 (one user per
 //! account: 2 statements, 2 postings, 1 statement, 1 posting followed by 4
 //! parallel statements, 5 invalid postings) and 1 (the 404), 123 in all.
-//! Total: 39,660 + 19,860 + 1,860 + 123 = **61,503** (SPEC.md §5).
+//! Total: 39,660 + 19,860 + 1,860 + 123 = **61,503** (docs/contract.md §5).
 
 use std::time::Duration;
 
-/// Requests sent by the validation users, whatever the scale (SPEC.md §5):
+/// Requests sent by the validation users, whatever the scale (docs/contract.md §5):
 /// 52 in the two concurrency phases, 70 by the five per-account users, 1 for
 /// the 404.
 pub const VALIDATION_REQUESTS: u64 = 52 + 70 + 1;
 
 /// Duration of each of the two official open-model steps (ramp, then
-/// constant), in seconds (SPEC.md §5: "ramping linearly for 2 minutes then
+/// constant), in seconds (docs/contract.md §5: "ramping linearly for 2 minutes then
 /// constant for 2 minutes").
 pub const OFFICIAL_STEP_SECONDS: f64 = 120.0;
 
@@ -145,7 +145,7 @@ pub fn arrivals_from_per_second(per_second: &[u64], first_second: u64) -> Vec<Du
     out
 }
 
-/// One of the three open-model scenarios of SPEC.md §5: a linear ramp of the
+/// One of the three open-model scenarios of docs/contract.md §5: a linear ramp of the
 /// arrival rate from `start_rate` to `end_rate` users/s during `ramp_seconds`,
 /// then `end_rate` users/s for `constant_seconds`.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,7 +203,7 @@ impl OpenInjection {
     }
 }
 
-/// The three open-model injections of SPEC.md §5 at a given `--scale` (which
+/// The three open-model injections of docs/contract.md §5 at a given `--scale` (which
 /// multiplies the two 120 s step durations, rounded to whole seconds as
 /// Gatling's injection works in whole seconds, at least 1 s) and `--rate`
 /// (which multiplies every arrival rate).

@@ -1,5 +1,5 @@
 //! crebito-load: the official crébitos load test (Rinha de Backend 2024/Q1,
-//! SPEC.md §5) reproduced in Rust, scored as SPEC.md §6, with a text
+//! docs/contract.md §5) reproduced in Rust, scored as docs/contract.md §6, with a text
 //! summary, a JSON summary and a self-contained HTML report.
 //!
 //! * [`injection`] — Gatling's open-model arithmetic (61,503 requests).

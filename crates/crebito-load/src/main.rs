@@ -1,5 +1,5 @@
-//! `crebito-load`: runs the official crébitos load test (SPEC.md §5) against
-//! a base URL, prints the summary and the SLA score (SPEC.md §6), and
+//! `crebito-load`: runs the official crébitos load test (docs/contract.md §5) against
+//! a base URL, prints the summary and the SLA score (docs/contract.md §6), and
 //! optionally writes an HTML report and a JSON summary.
 //!
 //! Exit status: 0 when the run completed (and the payout is at least
@@ -85,7 +85,7 @@ fn positive(s: &str) -> Result<f64, String> {
 
 /// Raises the open-file soft limit to the hard limit: against a slow server
 /// the open model keeps up to (arrival rate × 60 s) users alive, each with
-/// its own connection (SPEC.md §5), far more than a 1,024-descriptor default.
+/// its own connection (docs/contract.md §5), far more than a 1,024-descriptor default.
 fn raise_open_file_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
     unsafe {

@@ -215,7 +215,7 @@ fn percentiles_chart(report: &RunReport) -> String {
     }
     chart.hmarks.push((
         250.0,
-        "250 ms (SPEC.md §6)".to_string(),
+        "250 ms (docs/contract.md §6)".to_string(),
         KO_COLOR.to_string(),
     ));
     chart.vmarks = phase_marks(report);
@@ -512,7 +512,7 @@ fn score_box(report: &RunReport) -> String {
     let mut o = String::new();
     let _ = write!(
         o,
-        r#"<section class="score {class}"><div class="payout"><div class="label">payout (SPEC.md §6)</div><div class="big">{}</div><div class="verdict">{verdict}</div></div><div class="facts">"#,
+        r#"<section class="score {class}"><div class="payout"><div class="label">payout (docs/contract.md §6)</div><div class="big">{}</div><div class="verdict">{verdict}</div></div><div class="facts">"#,
         esc(&format_usd(sc.payout_cents))
     );
     let fact = |o: &mut String, label: &str, value: String, sub: String, bad: bool| {
@@ -712,7 +712,7 @@ pub fn html(report: &RunReport) -> String {
     );
     let _ = write!(
         o,
-        r#"<footer><p>Response time: from the start of the request (TCP connection included for a user's first request) to the last byte of the response, like Gatling. Score (SPEC.md §6): pct = round(100 × OK responses under 250 ms ÷ all requests, 2); fine A = max(0, (98 − pct) × 1000) USD; fine B = inconsistencies × 803.01 USD; payout = max(0, 100,000 − A − B) USD.</p><p>Load generator: {} open-model users started with a lag of p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms behind schedule; {:.1} s of CPU (user {:.1} s, system {:.1} s, which on loopback includes kernel TCP work for the server; {:.0} µs per request) on {} thread(s).</p></footer>"#,
+        r#"<footer><p>Response time: from the start of the request (TCP connection included for a user's first request) to the last byte of the response, like Gatling. Score (docs/contract.md §6): pct = round(100 × OK responses under 250 ms ÷ all requests, 2); fine A = max(0, (98 − pct) × 1000) USD; fine B = inconsistencies × 803.01 USD; payout = max(0, 100,000 − A − B) USD.</p><p>Load generator: {} open-model users started with a lag of p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms behind schedule; {:.1} s of CPU (user {:.1} s, system {:.1} s, which on loopback includes kernel TCP work for the server; {:.0} µs per request) on {} thread(s).</p></footer>"#,
         group_thousands(s.generator.users),
         s.generator.lag_p50_ms,
         s.generator.lag_p99_ms,

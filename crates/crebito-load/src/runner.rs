@@ -1,4 +1,4 @@
-//! Runs the official simulation (SPEC.md §5) against a target.
+//! Runs the official simulation (docs/contract.md §5) against a target.
 //!
 //! Phase order and timing follow Gatling's injector: the root phase starts
 //! at once, and each `andThen` child phase starts on the first injector tick
@@ -192,7 +192,7 @@ async fn sequential_user(ctx: Arc<Ctx>, group: Group, steps: Vec<Step>, lag: Opt
     ctx.recorder.user_ended(group, start, Instant::now());
 }
 
-/// The per-account validation user (SPEC.md §5, 3a): 14 requests, the 4
+/// The per-account validation user (docs/contract.md §5, 3a): 14 requests, the 4
 /// statement reads after "danada" in parallel (the first on the user's
 /// kept-alive connection, the others on new ones, as Gatling fetches
 /// resources with up to 6 connections per host and user).

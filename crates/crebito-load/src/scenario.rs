@@ -1,4 +1,4 @@
-//! The requests and checks of the official simulation (SPEC.md §5), one
+//! The requests and checks of the official simulation (docs/contract.md §5), one
 //! function per Gatling request definition.
 
 use hyper::Method;
@@ -8,7 +8,7 @@ use rand::{Rng, RngExt};
 use crate::check::{Check, Expected, CONSISTENCY_STATEMENT, CONSISTENCY_TRANSACTION};
 use crate::http::Outgoing;
 
-/// The seeded accounts and their limits in cents (SPEC.md §2), as fed to the
+/// The seeded accounts and their limits in cents (docs/contract.md §2), as fed to the
 /// per-account validation users.
 pub const SEEDED_ACCOUNTS: [(u32, i64); 5] = [
     (1, 100_000),
@@ -18,10 +18,10 @@ pub const SEEDED_ACCOUNTS: [(u32, i64); 5] = [
     (5, 500_000),
 ];
 
-/// Users of each concurrency validation phase (SPEC.md §5: 25).
+/// Users of each concurrency validation phase (docs/contract.md §5: 25).
 pub const CONCURRENT_VALIDATION_USERS: usize = 25;
 
-/// Parallel statement reads after the "danada" posting (SPEC.md §5: 4).
+/// Parallel statement reads after the "danada" posting (docs/contract.md §5: 4).
 pub const PARALLEL_STATEMENTS: usize = 4;
 
 /// A request and the checks its response must pass.
@@ -91,7 +91,7 @@ pub(crate) fn transaction_checks() -> Vec<Check> {
 
 /// Random inputs of one open-model user, drawn in the simulation's order
 /// (descricao, cliente_id, valor): account uniform in 1..=5, `valor` uniform
-/// in 1..=10000, `descricao` 10 random ASCII alphanumerics (SPEC.md §5).
+/// in 1..=10000, `descricao` 10 random ASCII alphanumerics (docs/contract.md §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RandomTransaction {
     /// 10 alphanumerics.

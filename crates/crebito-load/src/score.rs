@@ -1,4 +1,4 @@
-//! The SLA score of a run, exactly as SPEC.md §6.
+//! The SLA score of a run, exactly as docs/contract.md §6.
 //!
 //! * `pct = round(100 · (OK responses faster than 250 ms) / (all requests), 2)`
 //! * fine A = `max(0, (98 − pct) · 1000)` USD
@@ -10,17 +10,17 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Fine per inconsistency, in US cents (SPEC.md §6: USD 803.01).
+/// Fine per inconsistency, in US cents (docs/contract.md §6: USD 803.01).
 pub const FINE_PER_INCONSISTENCY_CENTS: u64 = 80_301;
-/// The most a run can earn, in US cents (SPEC.md §6: USD 100,000.00).
+/// The most a run can earn, in US cents (docs/contract.md §6: USD 100,000.00).
 pub const MAX_PAYOUT_CENTS: u64 = 10_000_000;
 /// Share of fast OK requests below which the latency fine starts, in
-/// hundredths of a percent (SPEC.md §6: 98 %).
+/// hundredths of a percent (docs/contract.md §6: 98 %).
 pub const PCT_THRESHOLD_HUNDREDTHS: u64 = 9_800;
-/// The latency bound of the score, in ms (SPEC.md §6: "faster than 250 ms").
+/// The latency bound of the score, in ms (docs/contract.md §6: "faster than 250 ms").
 pub const FAST_MS: u64 = 250;
 
-/// A run's score (SPEC.md §6).
+/// A run's score (docs/contract.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Score {
     /// OK responses faster than [`FAST_MS`].

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::check::CheckFailure;
 
-/// The four request groups of the official report (SPEC.md §5: Gatling
+/// The four request groups of the official report (docs/contract.md §5: Gatling
 /// request names "débitos", "créditos", "extratos", "validações").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Group {
@@ -80,7 +80,7 @@ pub struct RequestRecord {
     pub gatling_ms: u64,
     /// Whether every check passed.
     pub ok: bool,
-    /// Whether it failed an inconsistency check (SPEC.md §6).
+    /// Whether it failed an inconsistency check (docs/contract.md §6).
     pub inconsistent: bool,
 }
 
@@ -118,7 +118,7 @@ pub struct FailureGroup {
     pub groups: Vec<String>,
     /// How many requests failed this way.
     pub count: u64,
-    /// Whether these failures are inconsistencies (SPEC.md §6).
+    /// Whether these failures are inconsistencies (docs/contract.md §6).
     pub inconsistency: bool,
     /// The first few failed requests (at most [`MAX_EXAMPLES`]).
     pub examples: Vec<FailureExample>,
@@ -397,7 +397,7 @@ pub struct GroupStats {
     pub ok: u64,
     /// Requests that failed (a check, a connection error or a timeout).
     pub ko: u64,
-    /// Requests that failed an inconsistency check (SPEC.md §6).
+    /// Requests that failed an inconsistency check (docs/contract.md §6).
     pub inconsistencies: u64,
     /// OK requests faster than 250 ms, in % of its requests (two decimals).
     pub pct_under_250ms: f64,

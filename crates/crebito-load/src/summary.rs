@@ -1,4 +1,4 @@
-//! The run's summary: the figures of SPEC.md §6 and the per-group
+//! The run's summary: the figures of docs/contract.md §6 and the per-group
 //! statistics, as JSON (`--json`, `summary.json`) and as a text table.
 
 use std::fmt::Write as _;
@@ -97,10 +97,10 @@ pub struct Summary {
     pub ok: u64,
     /// Failed requests (check, connection error, 60 s timeout).
     pub ko: u64,
-    /// Failed consistency checks (SPEC.md §6).
+    /// Failed consistency checks (docs/contract.md §6).
     pub inconsistencies: u64,
     /// Share of all requests that were OK and faster than 250 ms, in %,
-    /// two decimals (SPEC.md §6 `pct`).
+    /// two decimals (docs/contract.md §6 `pct`).
     pub pct_under_250ms: f64,
     /// Fine A, in USD.
     pub fine_latency_usd: f64,
@@ -159,7 +159,7 @@ impl Summary {
         let _ = writeln!(o, "{}", "=".repeat(92));
         let _ = writeln!(
             o,
-            "crebito-load {} — Rinha de Backend 2024/Q1 official load test (SPEC.md §5)",
+            "crebito-load {} — Rinha de Backend 2024/Q1 official load test (docs/contract.md §5)",
             r.version
         );
         let _ = writeln!(
@@ -273,7 +273,7 @@ impl Summary {
                 }
             }
         }
-        rule(&mut o, "Score (SPEC.md §6)");
+        rule(&mut o, "Score (docs/contract.md §6)");
         let s = &self.score;
         let _ = writeln!(
             o,

@@ -1,4 +1,4 @@
--- The five accounts of SPEC.md §2, balance 0. Id 6 must not exist.
+-- The five accounts of docs/contract.md §2, balance 0. Id 6 must not exist.
 INSERT INTO accounts (id, credit_limit, balance) VALUES
     (1, 100000, 0),
     (2, 80000, 0),

@@ -24,7 +24,7 @@ pub enum Outcome {
 }
 
 /// One line of a client record (JSON Lines): a posting identified by its
-/// account and unique `descricao`, with the wire names of SPEC.md §2.
+/// account and unique `descricao`, with the wire names of docs/contract.md §2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientRecord {
     /// Account id.

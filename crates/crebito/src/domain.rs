@@ -2,7 +2,7 @@
 //!
 //! Every rule of the contract about a single value lives in exactly one
 //! constructor below, so a value of one of these types is valid by
-//! construction (SPEC.md §1–§2; issue "crebito API server").
+//! construction (docs/contract.md §1–§2).
 
 use std::fmt;
 
@@ -22,7 +22,7 @@ fn invalid(message: impl Into<String>) -> InvalidField {
 ///
 /// A positive 32-bit integer: the type of the `accounts.id` column. Ids
 /// outside that range cannot name an account, so they are "not found"
-/// rather than "invalid" (SPEC.md §2: unknown accounts are 404).
+/// rather than "invalid" (docs/contract.md §2: unknown accounts are 404).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccountId(i32);
 
@@ -58,7 +58,7 @@ impl fmt::Display for AccountId {
 
 /// A transaction amount (`valor`), in cents: an integer in `1..=i64::MAX`.
 ///
-/// SPEC.md §2: `valor` is a JSON integer greater than zero. Amounts are
+/// docs/contract.md §2: `valor` is a JSON integer greater than zero. Amounts are
 /// 64-bit signed cents end to end, so values above 2^31 are legal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Amount(i64);
@@ -85,12 +85,12 @@ pub enum Kind {
     /// `tipo: "c"`: adds the amount to the balance.
     Credit,
     /// `tipo: "d"`: subtracts the amount; refused when the balance would go
-    /// below `-limit` (SPEC.md §2).
+    /// below `-limit` (docs/contract.md §2).
     Debit,
 }
 
 impl Kind {
-    /// Parses the wire code: exactly `"c"` or `"d"`, lower case (SPEC.md §2).
+    /// Parses the wire code: exactly `"c"` or `"d"`, lower case (docs/contract.md §2).
     pub fn parse(code: &str) -> Result<Kind, InvalidField> {
         match code {
             "c" => Ok(Kind::Credit),
@@ -111,14 +111,14 @@ impl Kind {
 /// A transaction description (`descricao`): 1 to 10 Unicode scalar values,
 /// no NUL character.
 ///
-/// SPEC.md §2 counts characters, not bytes (`"débito"` is 6). NUL is refused
+/// docs/contract.md §2 counts characters, not bytes (`"débito"` is 6). NUL is refused
 /// because PostgreSQL text cannot store it, and both ledgers must accept the
 /// same inputs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Description(String);
 
 impl Description {
-    /// Maximum length in characters (SPEC.md §2).
+    /// Maximum length in characters (docs/contract.md §2).
     pub const MAX_CHARS: usize = 10;
 
     /// Validates the length (1..=10 chars) and refuses NUL.
@@ -204,7 +204,7 @@ impl Transaction {
 /// Why a posting cannot be applied to an account's balance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum PostingError {
-    /// The debit would leave the balance below `-limit` (SPEC.md §3).
+    /// The debit would leave the balance below `-limit` (docs/contract.md §3).
     #[error("debit would exceed the account's limit")]
     LimitExceeded,
     /// The new balance does not fit a signed 64-bit integer of cents.
@@ -212,7 +212,7 @@ pub enum PostingError {
     Overflow,
 }
 
-/// The posting rule (SPEC.md §3): the new balance, in cents, after applying
+/// The posting rule (docs/contract.md §3): the new balance, in cents, after applying
 /// `delta` to `balance` on an account whose overdraft limit is `limit`.
 ///
 /// A balance of exactly `-limit` is allowed; one cent less is refused with
@@ -248,7 +248,7 @@ pub struct PostedTransaction {
     pub posted_at: DateTime<Utc>,
 }
 
-/// A consistent snapshot of one account (SPEC.md §2 "extrato", §3).
+/// A consistent snapshot of one account (docs/contract.md §2 "extrato", §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statement {
     /// Whole current balance in cents (not a sum of the listed rows).
@@ -262,12 +262,12 @@ pub struct Statement {
 }
 
 impl Statement {
-    /// How many of the latest transactions a statement lists (SPEC.md §2).
+    /// How many of the latest transactions a statement lists (docs/contract.md §2).
     pub const MAX_TRANSACTIONS: usize = 10;
 }
 
 /// Formats a timestamp as RFC 3339 in UTC with a `Z` and microseconds,
-/// e.g. `2024-01-17T02:34:41.217753Z` (SPEC.md §2).
+/// e.g. `2024-01-17T02:34:41.217753Z` (docs/contract.md §2).
 pub fn format_timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }

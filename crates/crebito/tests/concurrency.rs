@@ -1,4 +1,4 @@
-//! Concurrency against real PostgreSQL and real SQLite (SPEC.md §3):
+//! Concurrency against real PostgreSQL and real SQLite (docs/contract.md §3):
 //! concurrent requests through two instances sharing one database, as
 //! behind the load balancer, must never overdraw, lose an update or show a
 //! statement whose balance and rows disagree.
@@ -60,7 +60,7 @@ async fn burst(
 }
 
 async fn validation_bursts(bases: Vec<String>, ledger: &impl Ledger) {
-    // SPEC.md §5 phases 1 and 2.
+    // docs/contract.md §5 phases 1 and 2.
     let debits = burst(&bases, 25, 1, 1, "d").await;
     assert!(debits.iter().all(|(s, _)| *s == 200), "{debits:?}");
     let total = statement_new_connection(&bases[0], 1).await["saldo"]["total"].clone();

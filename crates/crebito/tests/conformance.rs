@@ -1,5 +1,5 @@
-//! HTTP conformance suite (SPEC.md §2–§3 and the status rules of the API
-//! issue), written once and run against both ledgers through the real
+//! HTTP conformance suite (docs/contract.md §2–§3, statuses as §2.4),
+//! written once and run against both ledgers through the real
 //! router on a real socket. Every test gets a fresh, seeded database.
 
 mod support;
@@ -175,7 +175,7 @@ async fn limit_boundary(app: TestApp) {
 }
 
 async fn official_invalid_bodies(app: TestApp) {
-    // SPEC.md §5, phase 3a: each must be 400 or 422; our rule makes them 422.
+    // docs/contract.md §5, phase 3a: each must be 400 or 422; our rule makes them 422.
     for body in [
         r#"{"valor": 1.2, "tipo": "d", "descricao": "devolve"}"#,
         r#"{"valor": 1, "tipo": "x", "descricao": "devolve"}"#,

@@ -1,4 +1,4 @@
-//! The deployment's budget and shape (SPEC.md §4), checked from the files in
+//! The deployment's budget and shape (docs/contract.md §4), checked from the files in
 //! `deploy/` without a Docker engine: the compose file's limits, the single
 //! published port, the two API instances, and the rules the other deployment
 //! files must keep (durability on, every PostgreSQL deviation explained, no

@@ -142,7 +142,7 @@ fn descricao() -> impl Strategy<Value = Option<Value>> {
 }
 
 /// The contract's field rules, written independently of the server's code
-/// (SPEC.md §2): `Some(true)` for a credit, `Some(false)` for a debit, `None`
+/// (docs/contract.md §2): `Some(true)` for a credit, `Some(false)` for a debit, `None`
 /// when the body is invalid.
 fn oracle(valor: &Option<Value>, tipo: &Option<Value>, descricao: &Option<Value>) -> Option<bool> {
     let amount_ok = valor

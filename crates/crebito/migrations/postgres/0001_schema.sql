@@ -1,4 +1,4 @@
--- Accounts and their posted transactions (SPEC.md §1-§3).
+-- Accounts and their posted transactions (docs/contract.md §1-§3).
 -- Amounts and balances are bigint cents. Tables are logged: every
 -- acknowledged posting is durable.
 

@@ -1,4 +1,4 @@
--- Accounts and their posted transactions (SPEC.md §1-§3), SQLite flavour of
+-- Accounts and their posted transactions (docs/contract.md §1-§3), SQLite flavour of
 -- migrations/postgres/0001_schema.sql. Timestamps are integer microseconds
 -- since the Unix epoch, UTC.
 

@@ -8,7 +8,7 @@ use crate::domain::InvalidField;
 use crate::ledger::LedgerError;
 
 /// Every way a request can fail. Each variant maps to exactly one status
-/// code (issue "crebito API server", status rules) and is answered with a
+/// code (docs/contract.md §2.4) and is answered with a
 /// JSON body `{"error": "<message>"}`.
 #[derive(Debug, Error)]
 pub enum ApiError {
@@ -16,10 +16,10 @@ pub enum ApiError {
     /// body, trailing data): 400.
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
-    /// Well-formed JSON that breaks a field rule (SPEC.md §2): 422.
+    /// Well-formed JSON that breaks a field rule (docs/contract.md §2): 422.
     #[error("{0}")]
     InvalidField(#[from] InvalidField),
-    /// The debit would take the balance below `-limite` (SPEC.md §2): 422.
+    /// The debit would take the balance below `-limite` (docs/contract.md §2): 422.
     #[error("debit would exceed the account's limit")]
     LimitExceeded,
     /// The new balance would overflow 64-bit cents: 422.

@@ -2,7 +2,7 @@
 //!
 //! Handlers stay thin: extractors turn the request into domain values, the
 //! ledger does the work, and the result is serialised with the wire names of
-//! SPEC.md §2.
+//! docs/contract.md §2.
 
 use std::sync::Arc;
 
@@ -53,14 +53,14 @@ pub(crate) fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T)
     }
 }
 
-/// `200` body of a posting (SPEC.md §2), cents.
+/// `200` body of a posting (docs/contract.md §2), cents.
 #[derive(Serialize)]
 struct PostingResponse {
     limite: i64,
     saldo: i64,
 }
 
-/// `200` body of a statement (SPEC.md §2).
+/// `200` body of a statement (docs/contract.md §2).
 #[derive(Serialize)]
 struct StatementResponse<'a> {
     saldo: StatementBalance,

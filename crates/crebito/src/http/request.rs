@@ -12,7 +12,7 @@ use crate::domain::{
     AccountId, Amount, Description, IdempotencyKey, InvalidField, Kind, Transaction,
 };
 
-/// Largest accepted request body, in bytes (issue "crebito API server":
+/// Largest accepted request body, in bytes (docs/contract.md §2.1:
 /// over 1 KiB is 413). A valid posting is under 100 bytes.
 pub const MAX_BODY_BYTES: usize = 1024;
 
@@ -113,7 +113,7 @@ struct RawTransaction {
     descricao: Option<Value>,
 }
 
-/// Parses a posting body (SPEC.md §2 and the issue's status rules).
+/// Parses a posting body (docs/contract.md §2.1, statuses as §2.4).
 ///
 /// Errors: [`ApiError::MalformedJson`] (400) when the bytes are not exactly
 /// one JSON value; [`ApiError::InvalidField`] (422) when the JSON is not an
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn official_invalid_bodies_are_422() {
-        // SPEC.md §5 phase 3a.
+        // docs/contract.md §5 phase 3a.
         for body in [
             r#"{"valor": 1.2, "tipo": "d", "descricao": "devolve"}"#,
             r#"{"valor": 1, "tipo": "x", "descricao": "devolve"}"#,

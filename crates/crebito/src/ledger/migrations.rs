@@ -2,7 +2,7 @@
 //!
 //! The files under `crates/crebito/migrations/` are the only copy of the
 //! schema and seed data; the deployment gets them through the API, which
-//! applies the pending ones at start (issue "crebito API server").
+//! applies the pending ones at start.
 
 /// One migration: applied once, in `version` order, inside a transaction.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
 //! Ledger storage: one trait, two implementations.
 //!
-//! The storage owns the concurrency guarantee (SPEC.md §3): a posting is one
+//! The storage owns the concurrency guarantee (docs/contract.md §3): a posting is one
 //! atomic unit that checks the limit, moves the balance and records the row;
 //! a statement is one consistent snapshot. Handlers never combine calls.
 
@@ -17,15 +17,15 @@ pub mod sqlite;
 /// Errors a ledger returns.
 #[derive(Debug, Error)]
 pub enum LedgerError {
-    /// No account has this id (SPEC.md §2: 404).
+    /// No account has this id (docs/contract.md §2: 404).
     #[error("account not found")]
     AccountNotFound,
     /// The debit would take the balance below `-limit`; nothing was recorded
-    /// (SPEC.md §2: 422).
+    /// (docs/contract.md §2: 422).
     #[error("debit would exceed the account's limit")]
     LimitExceeded,
     /// The new balance would not fit in a signed 64-bit integer of cents;
-    /// nothing was recorded (issue "crebito API server": 422).
+    /// nothing was recorded (docs/contract.md §2.4: 422).
     #[error("the new balance would overflow")]
     Overflow,
     /// The idempotency key was first used for a different request on this
@@ -66,7 +66,7 @@ pub struct AccountAudit {
 
 impl AccountAudit {
     /// True when the balance equals the sum of the account's transactions
-    /// and is not below `-limit` (SPEC.md §3).
+    /// and is not below `-limit` (docs/contract.md §3).
     pub fn holds(&self) -> bool {
         i128::from(self.balance) == self.transactions_sum && self.balance >= -self.limit
     }
@@ -106,7 +106,7 @@ impl AuditReport {
 ///
 /// Implementations must be safe under any concurrency, including several
 /// processes sharing one database (two API instances behind the load
-/// balancer, SPEC.md §4).
+/// balancer, docs/contract.md §4).
 pub trait Ledger: Send + Sync + 'static {
     /// Posts one transaction atomically and returns the balance right after
     /// it. Errors: [`LedgerError::AccountNotFound`],

@@ -1,4 +1,4 @@
-//! The PostgreSQL ledger (production; SPEC.md §4).
+//! The PostgreSQL ledger (production; docs/contract.md §4).
 //!
 //! * A posting is ONE statement: a data-modifying CTE whose conditional
 //!   `UPDATE … WHERE balance + delta >= -credit_limit` takes the account's row
