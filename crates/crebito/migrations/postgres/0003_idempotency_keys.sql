@@ -1,6 +1,6 @@
 -- Idempotency keys: the outcome of the first request with a key, stored in
 -- the same statement as its posting, so that a retry returns it instead of
--- posting again. Purged after the retention period (README "Safe retries").
+-- posting again. Purged after the retention period (docs/contract.md §2.6).
 
 CREATE TABLE idempotency_keys (
     account_id   integer     NOT NULL REFERENCES accounts (id),
