@@ -1,13 +1,19 @@
 //! Command line and environment configuration (clap; every flag also has
-//! an environment variable).
+//! an environment variable, docs/configuration.md).
+//!
+//! The flags are parsed into [`ServeArgs`] and [`AuditArgs`]; the settings
+//! types [`ServeSettings`] and [`AuditSettings`] convert them once into what
+//! each consumer takes (durations as [`Duration`], the ledger's
+//! [`LedgerOptions`], the server's [`Limits`]), so no consumer reads a flag.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::ledger::DatabaseUrl;
+use crate::ledger::{DatabaseUrl, LedgerOptions};
+use crate::server::Limits;
+pub use crate::server::Listen;
 
 /// crebito — the crébitos ledger API (Rinha de Backend 2024/Q1).
 ///
@@ -46,16 +52,9 @@ pub struct ServeArgs {
     #[arg(long, env = "CREBITO_LISTEN", default_value = "0.0.0.0:9999")]
     pub listen: Listen,
 
-    /// The ledger database: postgres://user:password@host:port/dbname (use
-    /// ?host=/socket/dir for a unix socket) or sqlite://path/to/file.db (the
-    /// file and its directory are created if missing).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://data/crebito.db",
-        hide_env_values = true
-    )]
-    pub database_url: DatabaseUrl,
+    /// Where the ledger lives.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// PostgreSQL connections this instance keeps (ignored for SQLite). A
     /// few connections per instance serve best: postings on one account
@@ -97,10 +96,13 @@ pub struct ServeArgs {
     pub idempotency_retention_hours: u64,
 }
 
-/// Options of `crebito audit`.
+/// The database flag shared by `serve` and `audit`.
 #[derive(Debug, Clone, Args)]
-pub struct AuditArgs {
-    /// The ledger database, as for `serve`.
+pub struct DatabaseArgs {
+    /// The ledger database: postgres://user:password@host:port/dbname (use
+    /// ?host=/socket/dir for a unix socket) or sqlite://path/to/file.db
+    /// (`serve` creates the file and its directory if missing; `audit`
+    /// creates nothing).
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -108,6 +110,14 @@ pub struct AuditArgs {
         hide_env_values = true
     )]
     pub database_url: DatabaseUrl,
+}
+
+/// Options of `crebito audit`.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Where the ledger lives.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     /// Also check a client's record of postings (JSON Lines, one
     /// {"account","descricao","tipo","valor","outcome"} per line, outcome
@@ -117,36 +127,66 @@ pub struct AuditArgs {
     pub acknowledged: Option<PathBuf>,
 }
 
-/// A listening address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listen {
-    /// TCP, e.g. `0.0.0.0:9999`.
-    Tcp(SocketAddr),
-    /// A unix domain socket path, written `unix:/path/to.sock`.
-    Unix(PathBuf),
+/// What `crebito serve` hands each part, converted from [`ServeArgs`].
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Where to listen.
+    pub listen: Listen,
+    /// Where the ledger lives.
+    pub database_url: DatabaseUrl,
+    /// How the ledger uses its database.
+    pub ledger: LedgerOptions,
+    /// The HTTP server's connection limits.
+    pub server: Limits,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_retention: Duration,
+    /// Tokio worker threads; 1 runs a single-threaded runtime.
+    pub worker_threads: usize,
 }
 
-impl FromStr for Listen {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if let Some(path) = text.strip_prefix("unix:") {
-            if path.is_empty() {
-                return Err("unix: needs a socket path, e.g. unix:/tmp/crebito.sock".into());
-            }
-            return Ok(Listen::Unix(path.into()));
+impl From<ServeArgs> for ServeSettings {
+    fn from(args: ServeArgs) -> Self {
+        ServeSettings {
+            listen: args.listen,
+            database_url: args.database.database_url,
+            ledger: LedgerOptions {
+                pool_size: args.pool_size.into(),
+                acquire_timeout: Duration::from_millis(args.acquire_timeout_ms),
+                query_timeout: Duration::from_millis(args.query_timeout_ms),
+            },
+            server: Limits {
+                idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+                max_connections: args.max_connections as usize,
+                ..Limits::default()
+            },
+            idempotency_retention: Duration::from_secs(args.idempotency_retention_hours * 3600),
+            worker_threads: args.worker_threads.into(),
         }
-        text.parse().map(Listen::Tcp).map_err(|_| {
-            format!("invalid listen address {text:?}: expected HOST:PORT (e.g. 0.0.0.0:9999) or unix:/path")
-        })
     }
 }
 
-impl std::fmt::Display for Listen {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Listen::Tcp(addr) => addr.fmt(f),
-            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
+/// What `crebito audit` needs, converted from [`AuditArgs`].
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Where the ledger lives (opened read-only: nothing is created or
+    /// migrated).
+    pub database_url: DatabaseUrl,
+    /// An audit reads every transaction: no per-request bound on its
+    /// statements (one hour), otherwise the defaults.
+    pub ledger: LedgerOptions,
+    /// A client's record of postings to check against the ledger.
+    pub acknowledged: Option<PathBuf>,
+}
+
+impl From<AuditArgs> for AuditSettings {
+    fn from(args: AuditArgs) -> Self {
+        AuditSettings {
+            database_url: args.database.database_url,
+            ledger: LedgerOptions {
+                query_timeout: Duration::from_secs(3600),
+                ..LedgerOptions::default()
+            },
+            acknowledged: args.acknowledged,
         }
     }
 }
@@ -162,21 +202,6 @@ mod tests {
     }
 
     #[test]
-    fn listen_addresses() {
-        assert_eq!(
-            "0.0.0.0:9999".parse(),
-            Ok(Listen::Tcp("0.0.0.0:9999".parse().unwrap()))
-        );
-        assert_eq!(
-            "unix:/tmp/a.sock".parse(),
-            Ok(Listen::Unix("/tmp/a.sock".into()))
-        );
-        assert!("unix:".parse::<Listen>().is_err());
-        assert!("localhost".parse::<Listen>().is_err());
-        assert!("9999".parse::<Listen>().is_err());
-    }
-
-    #[test]
     fn serve_is_the_default() {
         let cli = Cli::try_parse_from(["crebito", "--listen", "127.0.0.1:1"]).unwrap();
         assert!(cli.command.is_none());
@@ -185,5 +210,58 @@ mod tests {
         assert!(matches!(cli.command, Some(Command::Serve(a)) if a.pool_size == 2));
         assert!(Cli::try_parse_from(["crebito", "--pool-size", "0"]).is_err());
         assert!(Cli::try_parse_from(["crebito", "--database-url", "mysql://x"]).is_err());
+    }
+
+    #[test]
+    fn settings_convert_units_once() {
+        let cli = Cli::try_parse_from([
+            "crebito",
+            "serve",
+            "--database-url",
+            "postgres://u@h/db",
+            "--pool-size",
+            "7",
+            "--acquire-timeout-ms",
+            "1500",
+            "--query-timeout-ms",
+            "250",
+            "--idle-timeout-secs",
+            "9",
+            "--max-connections",
+            "12",
+            "--idempotency-retention-hours",
+            "48",
+            "--worker-threads",
+            "3",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve expected");
+        };
+        let settings = ServeSettings::from(args);
+        assert_eq!(
+            settings.database_url,
+            DatabaseUrl::Postgres("postgres://u@h/db".into())
+        );
+        assert_eq!(settings.ledger.pool_size, 7);
+        assert_eq!(settings.ledger.acquire_timeout, Duration::from_millis(1500));
+        assert_eq!(settings.ledger.query_timeout, Duration::from_millis(250));
+        assert_eq!(settings.server.idle_timeout, Duration::from_secs(9));
+        assert_eq!(settings.server.max_connections, 12);
+        assert_eq!(
+            settings.idempotency_retention,
+            Duration::from_secs(48 * 3600)
+        );
+        assert_eq!(settings.worker_threads, 3);
+
+        let cli =
+            Cli::try_parse_from(["crebito", "audit", "--database-url", "sqlite://x.db"]).unwrap();
+        let Some(Command::Audit(args)) = cli.command else {
+            panic!("audit expected");
+        };
+        let settings = AuditSettings::from(args);
+        assert_eq!(settings.database_url, DatabaseUrl::Sqlite("x.db".into()));
+        assert_eq!(settings.ledger.query_timeout, Duration::from_secs(3600));
+        assert_eq!(settings.acknowledged, None);
     }
 }

@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use crebito::config::{AuditArgs, Cli, Command, ServeArgs};
-use crebito::ledger::postgres::PostgresOptions;
+use crebito::config::{AuditSettings, Cli, Command, ServeSettings};
 use crebito::ledger::{AnyLedger, Ledger};
-use crebito::server::Limits;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -19,13 +17,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let mode = match cli.command {
-        None => Mode::Serve(cli.serve),
-        Some(Command::Serve(args)) => Mode::Serve(args),
-        Some(Command::Audit(args)) => Mode::Audit(args),
+    let mode = match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(args) => Mode::Serve(args.into()),
+        Command::Audit(args) => Mode::Audit(args.into()),
     };
     let threads = match &mode {
-        Mode::Serve(args) => args.worker_threads,
+        Mode::Serve(settings) => settings.worker_threads,
         Mode::Audit(_) => 1,
     };
     let runtime = if threads <= 1 {
@@ -34,7 +31,7 @@ fn main() -> ExitCode {
             .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.into())
+            .worker_threads(threads)
             .enable_all()
             .build()
     };
@@ -49,8 +46,8 @@ fn main() -> ExitCode {
 }
 
 enum Mode {
-    Serve(ServeArgs),
-    Audit(AuditArgs),
+    Serve(ServeSettings),
+    Audit(AuditSettings),
 }
 
 impl Mode {
@@ -62,39 +59,30 @@ impl Mode {
     }
 }
 
-async fn serve(args: ServeArgs) -> ExitCode {
-    let options = PostgresOptions {
-        pool_size: args.pool_size.into(),
-        acquire_timeout: Duration::from_millis(args.acquire_timeout_ms),
-        query_timeout: Duration::from_millis(args.query_timeout_ms),
-    };
-    let ledger = match open_with_retry(&args, &options).await {
+async fn serve(settings: ServeSettings) -> ExitCode {
+    let ledger = match open_with_retry(&settings).await {
         Ok(ledger) => ledger,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let bound = match crebito::server::bind(&args.listen).await {
+    let bound = match crebito::server::bind(&settings.listen).await {
         Ok(bound) => bound,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(listen = %args.listen, "crebito ready");
+    tracing::info!(listen = %settings.listen, "crebito ready");
     let ledger = Arc::new(ledger);
     tokio::spawn(purge_idempotency_keys(
         ledger.clone(),
-        Duration::from_secs(args.idempotency_retention_hours * 3600),
+        settings.idempotency_retention,
     ));
     let app = crebito::http::router(ledger);
-    let limits = Limits {
-        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
-        max_connections: args.max_connections as usize,
-        ..Limits::default()
-    };
-    match crebito::server::serve(bound, app, limits, crebito::server::shutdown_signal()).await {
+    let shutdown = crebito::server::shutdown_signal();
+    match crebito::server::serve(bound, app, settings.server, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server failed: {e}");
@@ -119,12 +107,11 @@ async fn purge_idempotency_keys(ledger: Arc<AnyLedger>, retention: Duration) {
 /// The database may still be starting (docker compose, the stack script):
 /// retry for up to 30 s before giving up.
 async fn open_with_retry(
-    args: &ServeArgs,
-    options: &PostgresOptions,
+    settings: &ServeSettings,
 ) -> Result<AnyLedger, crebito::ledger::LedgerError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match AnyLedger::open(&args.database_url, options).await {
+        match AnyLedger::open(&settings.database_url, &settings.ledger).await {
             Ok(ledger) => return Ok(ledger),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!("database not ready, retrying: {e}");
@@ -135,8 +122,8 @@ async fn open_with_retry(
     }
 }
 
-async fn audit(args: AuditArgs) -> ExitCode {
-    match run_audit(&args).await {
+async fn audit(settings: AuditSettings) -> ExitCode {
+    match run_audit(&settings).await {
         Ok(true) => {
             println!("audit passed");
             ExitCode::SUCCESS
@@ -154,14 +141,9 @@ async fn audit(args: AuditArgs) -> ExitCode {
 
 /// Prints the audit tables; `Ok(holds)`, or the reason the audit could not
 /// run at all (exit code 2).
-async fn run_audit(args: &AuditArgs) -> Result<bool, String> {
+async fn run_audit(settings: &AuditSettings) -> Result<bool, String> {
     // Read-only: no migration, no file created.
-    let options = PostgresOptions {
-        // An audit reads every transaction: no per-request bound.
-        query_timeout: Duration::from_secs(3600),
-        ..PostgresOptions::default()
-    };
-    let ledger = AnyLedger::open_existing(&args.database_url, &options)
+    let ledger = AnyLedger::open_existing(&settings.database_url, &settings.ledger)
         .await
         .map_err(|e| e.to_string())?;
     let report = ledger.audit().await.map_err(|e| e.to_string())?;
@@ -185,7 +167,7 @@ async fn run_audit(args: &AuditArgs) -> Result<bool, String> {
         report.orphan_transactions
     );
     let mut holds = report.holds();
-    if let Some(path) = &args.acknowledged {
+    if let Some(path) = &settings.acknowledged {
         let records = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
             .and_then(|text| crebito::audit::parse_records(&text))

@@ -6,8 +6,10 @@
 //! concurrent connections, and `TCP_NODELAY`.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +21,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
-
-use crate::config::Listen;
 
 /// A bound listener, TCP or unix socket.
 pub enum Bound {
@@ -198,4 +198,58 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+/// A listening address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// TCP, e.g. `0.0.0.0:9999`.
+    Tcp(SocketAddr),
+    /// A unix domain socket path, written `unix:/path/to.sock`.
+    Unix(PathBuf),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a socket path, e.g. unix:/tmp/crebito.sock".into());
+            }
+            return Ok(Listen::Unix(path.into()));
+        }
+        text.parse().map(Listen::Tcp).map_err(|_| {
+            format!("invalid listen address {text:?}: expected HOST:PORT (e.g. 0.0.0.0:9999) or unix:/path")
+        })
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(addr) => addr.fmt(f),
+            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            "0.0.0.0:9999".parse(),
+            Ok(Listen::Tcp("0.0.0.0:9999".parse().unwrap()))
+        );
+        assert_eq!(
+            "unix:/tmp/a.sock".parse(),
+            Ok(Listen::Unix("/tmp/a.sock".into()))
+        );
+        assert!("unix:".parse::<Listen>().is_err());
+        assert!("localhost".parse::<Listen>().is_err());
+        assert!("9999".parse::<Listen>().is_err());
+    }
 }

@@ -5,8 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crebito::config::Listen;
-use crebito::server::{bind, serve, Bound, Limits};
+use crebito::server::{bind, serve, Bound, Limits, Listen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -6,17 +6,18 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crebito::ledger::postgres::{PostgresLedger, PostgresOptions};
+use crebito::ledger::postgres::PostgresLedger;
+use crebito::ledger::LedgerOptions;
 
 #[tokio::test]
 async fn unreachable_postgres_is_503_not_a_hang() {
     // Nothing listens on port 1.
     let ledger = PostgresLedger::new(
         "postgres://crebito:secret-password@127.0.0.1:1/crebito",
-        &PostgresOptions {
+        &LedgerOptions {
             pool_size: 1,
             acquire_timeout: Duration::from_millis(500),
-            ..PostgresOptions::default()
+            ..LedgerOptions::default()
         },
     )
     .unwrap();
@@ -84,7 +85,7 @@ async fn bounded_app(query_timeout_ms: u64) -> (support::TestApp, String) {
     support::open_ledger(&url).await;
     let ledger = PostgresLedger::new(
         &url,
-        &PostgresOptions {
+        &LedgerOptions {
             pool_size: 1,
             acquire_timeout: Duration::from_secs(5),
             query_timeout: Duration::from_millis(query_timeout_ms),

@@ -5,6 +5,7 @@
 //! a statement is one consistent snapshot. Handlers never combine calls.
 
 use std::future::Future;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -179,6 +180,39 @@ impl std::str::FromStr for DatabaseUrl {
     }
 }
 
+/// How a ledger uses its database, whichever the backend.
+///
+/// PostgreSQL honours every field; the SQLite ledger keeps its own small
+/// pool and waits (see [`sqlite`]) and ignores them.
+#[derive(Debug, Clone)]
+pub struct LedgerOptions {
+    /// Most database connections this process opens.
+    pub pool_size: usize,
+    /// Longest a request waits for a free connection (or for a new one to be
+    /// established) before it fails with [`LedgerError::Unavailable`] (503).
+    pub acquire_timeout: Duration,
+    /// Longest a request's statement may run. The server cancels it then
+    /// (`statement_timeout`, so a cancelled posting is never applied) and
+    /// the request fails with [`LedgerError::Unavailable`] (503). A server
+    /// that stops answering altogether (frozen, network cut) is given one
+    /// more second, then the connection is closed and taken out of the pool;
+    /// only in that case may a posting answered 503 still have been applied,
+    /// which a retry with the same `Idempotency-Key` resolves.
+    pub query_timeout: Duration,
+}
+
+impl Default for LedgerOptions {
+    /// The defaults of `crebito serve` (docs/configuration.md): 4
+    /// connections, 2 s to get one, 5 s per statement.
+    fn default() -> Self {
+        LedgerOptions {
+            pool_size: 4,
+            acquire_timeout: Duration::from_secs(2),
+            query_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Either ledger, chosen at run time from a [`DatabaseUrl`].
 #[derive(Clone)]
 pub enum AnyLedger {
@@ -189,11 +223,11 @@ pub enum AnyLedger {
 }
 
 impl AnyLedger {
-    /// Opens the ledger at `url` and applies pending migrations. `options`
-    /// only matter for PostgreSQL. Errors: [`LedgerError::Unavailable`].
+    /// Opens the ledger at `url` and applies pending migrations. Errors:
+    /// [`LedgerError::Unavailable`].
     pub async fn open(
         url: &DatabaseUrl,
-        options: &postgres::PostgresOptions,
+        options: &LedgerOptions,
     ) -> Result<AnyLedger, LedgerError> {
         Ok(match url {
             DatabaseUrl::Postgres(url) => {
@@ -207,7 +241,7 @@ impl AnyLedger {
     /// (for read-only tools). Errors: [`LedgerError::Unavailable`].
     pub async fn open_existing(
         url: &DatabaseUrl,
-        options: &postgres::PostgresOptions,
+        options: &LedgerOptions,
     ) -> Result<AnyLedger, LedgerError> {
         Ok(match url {
             DatabaseUrl::Postgres(url) => {

@@ -23,7 +23,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use super::migrations::{self, Migration};
-use super::{AccountAudit, AuditReport, Ledger, LedgerError, PostingRow};
+use super::{AccountAudit, AuditReport, Ledger, LedgerError, LedgerOptions, PostingRow};
 use crate::domain::{
     AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, Statement, Transaction,
 };
@@ -104,34 +104,6 @@ const ORPHANS_SQL: &str = "\
 SELECT COUNT(*) FROM transactions t
 WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id)";
 
-/// Pool settings for [`PostgresLedger::connect`].
-#[derive(Debug, Clone)]
-pub struct PostgresOptions {
-    /// Maximum number of connections this process opens.
-    pub pool_size: usize,
-    /// Longest a request waits for a free connection (or for a new one to be
-    /// established) before it fails with [`LedgerError::Unavailable`] (503).
-    pub acquire_timeout: Duration,
-    /// Longest a request's statement may run. The server cancels it then
-    /// (`statement_timeout`, so a cancelled posting is never applied) and
-    /// the request fails with [`LedgerError::Unavailable`] (503). A server
-    /// that stops answering altogether (frozen, network cut) is given one
-    /// more second, then the connection is closed and taken out of the pool;
-    /// only in that case may a posting answered 503 still have been applied,
-    /// which a retry with the same `Idempotency-Key` resolves.
-    pub query_timeout: Duration,
-}
-
-impl Default for PostgresOptions {
-    fn default() -> Self {
-        PostgresOptions {
-            pool_size: 4,
-            acquire_timeout: Duration::from_secs(2),
-            query_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
 /// A [`Ledger`] on PostgreSQL through a pool of tokio-postgres connections.
 #[derive(Clone)]
 pub struct PostgresLedger {
@@ -157,7 +129,7 @@ impl PostgresLedger {
     /// tokio-postgres' `Config`). No connection is made yet.
     ///
     /// Errors: [`LedgerError::Unavailable`] when the URL cannot be parsed.
-    pub fn new(url: &str, options: &PostgresOptions) -> Result<Self, LedgerError> {
+    pub fn new(url: &str, options: &LedgerOptions) -> Result<Self, LedgerError> {
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| LedgerError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
         let timeout_option = format!(
@@ -193,7 +165,7 @@ impl PostgresLedger {
     /// Builds the pool, applies pending migrations, opens every connection
     /// and prepares the hot statements on it. Errors:
     /// [`LedgerError::Unavailable`].
-    pub async fn connect(url: &str, options: &PostgresOptions) -> Result<Self, LedgerError> {
+    pub async fn connect(url: &str, options: &LedgerOptions) -> Result<Self, LedgerError> {
         let ledger = Self::new(url, options)?;
         ledger.migrate().await?;
         ledger.warm_up().await?;

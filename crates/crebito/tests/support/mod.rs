@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crebito::ledger::postgres::PostgresOptions;
-use crebito::ledger::{AnyLedger, DatabaseUrl, Ledger};
+use crebito::ledger::{AnyLedger, DatabaseUrl, Ledger, LedgerOptions};
 
 /// Which ledger a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,10 +240,10 @@ pub async fn open_ledger(url: &str) -> AnyLedger {
     let url: DatabaseUrl = url.parse().expect("database url");
     AnyLedger::open(
         &url,
-        &PostgresOptions {
+        &LedgerOptions {
             pool_size: 8,
             acquire_timeout: Duration::from_secs(10),
-            ..PostgresOptions::default()
+            ..LedgerOptions::default()
         },
     )
     .await
