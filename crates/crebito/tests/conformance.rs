@@ -43,6 +43,7 @@ conformance!(
     description_round_trips,
     timestamps_format,
     health,
+    stored_codes_that_name_nothing_are_errors,
 );
 
 const SEEDED: [(i64, i64); 5] = [
@@ -423,6 +424,32 @@ async fn health(app: TestApp) {
     let (status, body) = support::read(response).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"status": "ok"}));
+}
+
+async fn stored_codes_that_name_nothing_are_errors(app: TestApp) {
+    // A kind that is neither 'c' nor 'd' is an error, not a debit.
+    let (status, _) = app.post(1, 10, "c", "antes").await;
+    assert_eq!(status, 200);
+    support::execute_unchecked(&app.database_url, "UPDATE transactions SET kind = 'x'").await;
+    let (status, body) = app.statement("1").await;
+    assert_eq!(status, 503, "{body}");
+    let ledger = app.ledger.as_ref();
+    assert!(crebito::ledger::Ledger::postings(ledger).await.is_err());
+    assert!(crebito::ledger::Ledger::audit(ledger).await.is_err());
+    // An idempotency outcome that names nothing is an error, not a refusal.
+    let key = Some("k1");
+    let body = json!({"valor": 5, "tipo": "c", "descricao": "chave"});
+    let (status, _) = support::post_new_connection(&app.base, 2, key, body.clone()).await;
+    assert_eq!(status, 200);
+    support::execute_unchecked(
+        &app.database_url,
+        "UPDATE idempotency_keys SET outcome = 'refused'",
+    )
+    .await;
+    let (status, answer) = support::post_new_connection(&app.base, 2, key, body).await;
+    assert_eq!(status, 503, "{answer}");
+    let (_, statement) = app.statement("2").await;
+    assert_eq!(statement["saldo"]["total"], 5, "{statement}");
 }
 
 #[test]

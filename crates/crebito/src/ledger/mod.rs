@@ -11,6 +11,8 @@ use thiserror::Error;
 
 use crate::domain::{AccountId, Balance, IdempotencyKey, PostingError, Statement, Transaction};
 
+pub mod codes;
+pub mod idempotency;
 pub mod migrations;
 pub mod postgres;
 pub mod sqlite;

@@ -20,8 +20,9 @@ use deadpool_postgres::{
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
+use tokio_postgres::{NoTls, Row};
 
+use super::idempotency::{NextAction, RecordedKey};
 use super::migrations::{self, Migration};
 use super::{AccountAudit, AuditReport, Ledger, LedgerError, LedgerOptions, PostingRow};
 use crate::domain::{
@@ -93,12 +94,19 @@ LEFT JOIN LATERAL (
 WHERE a.id = $1
 ORDER BY t.id DESC";
 
+/// Per account: id, limit, balance, Σ credits ($1) − Σ debits ($2) as
+/// text (numeric: cannot overflow), number of transactions.
 const AUDIT_SQL: &str = "\
 SELECT a.id, a.credit_limit, a.balance,
-       COALESCE(SUM(CASE t.kind WHEN 'c' THEN t.amount::numeric ELSE -t.amount::numeric END), 0)::text,
+       COALESCE(SUM(CASE t.kind WHEN $1 THEN t.amount::numeric WHEN $2 THEN -t.amount::numeric END), 0)::text,
        COUNT(t.id)
 FROM accounts a LEFT JOIN transactions t ON t.account_id = a.id
 GROUP BY a.id ORDER BY a.id";
+
+/// Every kind code stored, each read as a [`Kind`] before an audit sums by
+/// kind: a code that is neither `c` nor `d` fails the audit's read instead
+/// of being summed as either.
+const KINDS_SQL: &str = "SELECT DISTINCT kind FROM transactions";
 
 const ORPHANS_SQL: &str = "\
 SELECT COUNT(*) FROM transactions t
@@ -305,21 +313,23 @@ fn posting_error(error: tokio_postgres::Error) -> LedgerError {
     }
 }
 
-/// The answer a recorded idempotency key stands for.
-fn recorded_outcome(
-    fingerprint: &str,
-    outcome: &str,
-    balance: Option<i64>,
+/// The key recorded in `row`'s columns `at`, `at + 1` and `at + 2`
+/// (fingerprint, outcome, balance), for an account whose limit is `limit`;
+/// `None` when the fingerprint is NULL (the key is new).
+fn recorded_key(
+    row: &Row,
+    at: usize,
     limit: i64,
-    transaction: &Transaction,
-) -> Result<Balance, LedgerError> {
-    if fingerprint != transaction.fingerprint() {
-        return Err(LedgerError::IdempotencyKeyReused);
-    }
-    match (outcome, balance) {
-        ("posted", Some(balance)) => Ok(Balance { balance, limit }),
-        _ => Err(LedgerError::LimitExceeded),
-    }
+) -> Result<Option<RecordedKey>, tokio_postgres::Error> {
+    let Some(fingerprint) = row.try_get::<_, Option<String>>(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(RecordedKey {
+        fingerprint,
+        outcome: row.try_get(at + 1)?,
+        balance: row.try_get(at + 2)?,
+        limit,
+    }))
 }
 
 impl PostgresLedger {
@@ -365,21 +375,25 @@ impl PostgresLedger {
             IdempotentAnswer::Recorded(row) => {
                 let row =
                     row.ok_or_else(|| LedgerError::Unavailable("idempotency key vanished".into()))?;
-                return recorded_outcome(
-                    row.get(0),
-                    row.get(1),
-                    row.get(2),
-                    row.get(3),
-                    transaction,
-                );
+                let limit = row.try_get(3).map_err(unavailable)?;
+                let recorded = recorded_key(&row, 0, limit).map_err(unavailable)?;
+                return match NextAction::for_key(recorded, transaction) {
+                    NextAction::Replay(answer) => answer,
+                    NextAction::Post => {
+                        Err(LedgerError::Unavailable("idempotency key vanished".into()))
+                    }
+                };
             }
         };
         let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let limit: i64 = row.get(0);
-        if let Some(previous) = row.get::<_, Option<&str>>(2) {
-            return recorded_outcome(previous, row.get(3), row.get(4), limit, transaction);
+        match NextAction::for_key(
+            recorded_key(row, 2, limit).map_err(unavailable)?,
+            transaction,
+        ) {
+            NextAction::Replay(answer) => answer,
+            NextAction::Post => posting_outcome(row.get(1), limit),
         }
-        posting_outcome(row.get(1), limit)
     }
 }
 
@@ -389,7 +403,7 @@ struct PostingParams<'a> {
     account: i32,
     delta: i64,
     amount: i64,
-    kind: &'static str,
+    kind: Kind,
     description: &'a str,
 }
 
@@ -399,7 +413,7 @@ impl<'a> PostingParams<'a> {
             account: account.get(),
             delta: transaction.delta(),
             amount: transaction.amount.cents(),
-            kind: transaction.kind.code(),
+            kind: transaction.kind,
             description: transaction.description.as_str(),
         }
     }
@@ -473,13 +487,9 @@ impl Ledger for PostgresLedger {
             let Some(amount) = row.get::<_, Option<i64>>(2) else {
                 continue; // the LEFT JOIN row of an account with no transactions
             };
-            let kind = match row.get::<_, &str>(3) {
-                "c" => Kind::Credit,
-                _ => Kind::Debit,
-            };
             transactions.push(PostedTransaction {
                 amount,
-                kind,
+                kind: row.try_get(3).map_err(unavailable)?,
                 description: row.get::<_, String>(4),
                 posted_at: row.get::<_, DateTime<Utc>>(5),
             });
@@ -509,19 +519,17 @@ impl Ledger for PostgresLedger {
             )
             .await
             .map_err(unavailable)?;
-        Ok(rows
-            .iter()
-            .map(|row| PostingRow {
-                account: row.get(0),
-                kind: if row.get::<_, &str>(1) == "c" {
-                    Kind::Credit
-                } else {
-                    Kind::Debit
-                },
-                amount: row.get(2),
-                description: row.get(3),
+        rows.iter()
+            .map(|row| {
+                Ok(PostingRow {
+                    account: row.try_get(0)?,
+                    kind: row.try_get(1)?,
+                    amount: row.try_get(2)?,
+                    description: row.try_get(3)?,
+                })
             })
-            .collect())
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)
     }
 
     async fn audit(&self) -> Result<AuditReport, LedgerError> {
@@ -534,7 +542,13 @@ impl Ledger for PostgresLedger {
             .start()
             .await
             .map_err(unavailable)?;
-        let tx_rows = tx.query(AUDIT_SQL, &[]).await.map_err(unavailable)?;
+        for row in tx.query(KINDS_SQL, &[]).await.map_err(unavailable)? {
+            row.try_get::<_, Kind>(0).map_err(unavailable)?;
+        }
+        let tx_rows = tx
+            .query(AUDIT_SQL, &[&Kind::Credit, &Kind::Debit])
+            .await
+            .map_err(unavailable)?;
         let orphans: i64 = tx
             .query_one(ORPHANS_SQL, &[])
             .await

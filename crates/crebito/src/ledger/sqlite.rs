@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use deadpool_sqlite::rusqlite::{self, OptionalExtension, TransactionBehavior};
 use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime};
 
+use super::idempotency::{NextAction, RecordedKey, RecordedOutcome};
 use super::migrations::{self, Migration};
 use super::{AccountAudit, AuditReport, Ledger, LedgerError, PostingRow};
 use crate::domain::{
@@ -203,26 +204,25 @@ fn post_blocking(
         .ok_or(LedgerError::AccountNotFound)?;
     if let Some(key) = key {
         // The write lock is held: no other request can record this key now.
-        let recorded: Option<(String, String, Option<i64>)> = tx
+        let recorded = tx
             .prepare_cached(
                 "SELECT fingerprint, outcome, balance FROM idempotency_keys
                  WHERE account_id = ?1 AND key = ?2",
             )
             .and_then(|mut s| {
                 s.query_row((account, key.as_str()), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok(RecordedKey {
+                        fingerprint: r.get(0)?,
+                        outcome: r.get(1)?,
+                        balance: r.get(2)?,
+                        limit,
+                    })
                 })
                 .optional()
             })
             .map_err(unavailable)?;
-        if let Some((fingerprint, outcome, balance)) = recorded {
-            if fingerprint != transaction.fingerprint() {
-                return Err(LedgerError::IdempotencyKeyReused);
-            }
-            return match (outcome.as_str(), balance) {
-                ("posted", Some(balance)) => Ok(Balance { balance, limit }),
-                _ => Err(LedgerError::LimitExceeded),
-            };
+        if let NextAction::Replay(answer) = NextAction::for_key(recorded, transaction) {
+            return answer;
         }
     }
     let applied = domain::apply(balance, limit, transaction.delta());
@@ -233,7 +233,7 @@ fn post_blocking(
             account,
             key,
             transaction,
-            "limit_exceeded",
+            RecordedOutcome::LimitExceeded,
             None,
             limit,
         )?;
@@ -252,7 +252,7 @@ fn post_blocking(
         s.execute((
             account,
             transaction.amount.cents(),
-            transaction.kind.code(),
+            transaction.kind,
             transaction.description.as_str(),
             Utc::now().timestamp_micros(),
         ))
@@ -264,7 +264,7 @@ fn post_blocking(
             account,
             key,
             transaction,
-            "posted",
+            RecordedOutcome::Posted,
             Some(new_balance),
             limit,
         )?;
@@ -281,7 +281,7 @@ fn remember_key(
     account: i32,
     key: &IdempotencyKey,
     transaction: &Transaction,
-    outcome: &str,
+    outcome: RecordedOutcome,
     balance: Option<i64>,
     limit: i64,
 ) -> Result<(), LedgerError> {
@@ -328,14 +328,9 @@ fn statement_blocking(
         .map_err(unavailable)?;
     let transactions = query
         .query_map([account], |r| {
-            let kind: String = r.get(1)?;
             Ok(PostedTransaction {
                 amount: r.get(0)?,
-                kind: if kind == "c" {
-                    Kind::Credit
-                } else {
-                    Kind::Debit
-                },
+                kind: r.get(1)?,
                 description: r.get(2)?,
                 posted_at: micros_to_time(r.get(3)?),
             })
@@ -378,16 +373,15 @@ fn audit_blocking(conn: &mut rusqlite::Connection) -> Result<AuditReport, Ledger
         let mut cursor = rows.query([]).map_err(unavailable)?;
         while let Some(row) = cursor.next().map_err(unavailable)? {
             let account: i32 = row.get(0).map_err(unavailable)?;
-            let kind: String = row.get(1).map_err(unavailable)?;
+            let kind: Kind = row.get(1).map_err(unavailable)?;
             let amount: i64 = row.get(2).map_err(unavailable)?;
             match accounts.binary_search_by_key(&account, |a| a.account) {
                 Ok(i) => {
                     let entry = &mut accounts[i];
                     entry.transactions += 1;
-                    entry.transactions_sum += if kind == "c" {
-                        i128::from(amount)
-                    } else {
-                        -i128::from(amount)
+                    entry.transactions_sum += match kind {
+                        Kind::Credit => i128::from(amount),
+                        Kind::Debit => -i128::from(amount),
                     };
                 }
                 Err(_) => orphan_transactions += 1,
@@ -457,14 +451,9 @@ impl Ledger for SqliteLedger {
                 .map_err(unavailable)?;
             let rows = query
                 .query_map([], |r| {
-                    let kind: String = r.get(1)?;
                     Ok(PostingRow {
                         account: r.get(0)?,
-                        kind: if kind == "c" {
-                            Kind::Credit
-                        } else {
-                            Kind::Debit
-                        },
+                        kind: r.get(1)?,
                         amount: r.get(2)?,
                         description: r.get(3)?,
                     })

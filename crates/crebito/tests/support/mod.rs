@@ -235,6 +235,30 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempD
     }
 }
 
+/// Runs `sql` on the database at `url` behind the ledger's back, with the
+/// schema's CHECK constraints off (dropped on PostgreSQL, ignored on
+/// SQLite), to damage a ledger on purpose.
+pub async fn execute_unchecked(url: &str, sql: &str) {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).expect("open the SQLite file");
+        conn.execute_batch(&format!("PRAGMA ignore_check_constraints = ON; {sql}"))
+            .expect("damage the SQLite ledger");
+        return;
+    }
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE transactions DROP CONSTRAINT IF EXISTS transactions_kind_check;
+             ALTER TABLE idempotency_keys DROP CONSTRAINT IF EXISTS idempotency_keys_outcome_check;
+             {sql}"
+        ))
+        .await
+        .expect("damage the PostgreSQL ledger");
+}
+
 /// Opens the ledger at `url` (applying migrations).
 pub async fn open_ledger(url: &str) -> AnyLedger {
     let url: DatabaseUrl = url.parse().expect("database url");
