@@ -201,7 +201,8 @@ impl Transaction {
     }
 }
 
-/// Why a posting cannot be applied to an account's balance.
+/// Why a posting is refused. Nothing is recorded for any of them; each is
+/// answered 422 (docs/contract.md §2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum PostingError {
     /// The debit would leave the balance below `-limit` (docs/contract.md §3).
@@ -210,6 +211,10 @@ pub enum PostingError {
     /// The new balance does not fit a signed 64-bit integer of cents.
     #[error("the new balance would overflow")]
     Overflow,
+    /// The `Idempotency-Key` was first used on this account for a different
+    /// request (docs/contract.md §2.6).
+    #[error("Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
 }
 
 /// The posting rule (docs/contract.md §3): the new balance, in cents, after applying

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use crebito::config::{AuditSettings, Cli, Command, ServeSettings};
-use crebito::ledger::{AnyLedger, Ledger};
+use crebito::ledger::{AnyLedger, ErrorChain, Ledger};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -63,7 +63,7 @@ async fn serve(settings: ServeSettings) -> ExitCode {
     let ledger = match open_with_retry(&settings).await {
         Ok(ledger) => ledger,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", ErrorChain(&e));
             return ExitCode::FAILURE;
         }
     };
@@ -99,7 +99,7 @@ async fn purge_idempotency_keys(ledger: Arc<AnyLedger>, retention: Duration) {
         match ledger.purge_idempotency_keys(retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "purged expired idempotency keys"),
-            Err(e) => tracing::warn!("cannot purge idempotency keys: {e}"),
+            Err(e) => tracing::warn!("cannot purge idempotency keys: {}", ErrorChain(&e)),
         }
     }
 }
@@ -114,7 +114,7 @@ async fn open_with_retry(
         match AnyLedger::open(&settings.database_url, &settings.ledger).await {
             Ok(ledger) => return Ok(ledger),
             Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!("database not ready, retrying: {e}");
+                tracing::warn!("database not ready, retrying: {}", ErrorChain(&e));
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => return Err(e),
@@ -145,8 +145,11 @@ async fn run_audit(settings: &AuditSettings) -> Result<bool, String> {
     // Read-only: no migration, no file created.
     let ledger = AnyLedger::open_existing(&settings.database_url, &settings.ledger)
         .await
-        .map_err(|e| e.to_string())?;
-    let report = ledger.audit().await.map_err(|e| e.to_string())?;
+        .map_err(|e| ErrorChain(&e).to_string())?;
+    let report = ledger
+        .audit()
+        .await
+        .map_err(|e| ErrorChain(&e).to_string())?;
     println!(
         "{:>8} {:>14} {:>16} {:>20} {:>8}  result",
         "account", "limit", "balance", "sum of postings", "postings"
@@ -172,7 +175,10 @@ async fn run_audit(settings: &AuditSettings) -> Result<bool, String> {
             .map_err(|e| e.to_string())
             .and_then(|text| crebito::audit::parse_records(&text))
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let postings = ledger.postings().await.map_err(|e| e.to_string())?;
+        let postings = ledger
+            .postings()
+            .await
+            .map_err(|e| ErrorChain(&e).to_string())?;
         let check = crebito::audit::check(&records, &postings);
         println!(
             "client record {}: {} acknowledged stored once, {} refused absent, \

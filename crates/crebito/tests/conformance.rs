@@ -434,7 +434,9 @@ async fn stored_codes_that_name_nothing_are_errors(app: TestApp) {
     let (status, body) = app.statement("1").await;
     assert_eq!(status, 503, "{body}");
     let ledger = app.ledger.as_ref();
-    assert!(crebito::ledger::Ledger::postings(ledger).await.is_err());
+    let error = crebito::ledger::Ledger::postings(ledger).await.unwrap_err();
+    let chain = crebito::ledger::ErrorChain(&error).to_string();
+    assert!(chain.contains(r#"stored transaction kind "x""#), "{chain}");
     assert!(crebito::ledger::Ledger::audit(ledger).await.is_err());
     // An idempotency outcome that names nothing is an error, not a refusal.
     let key = Some("k1");

@@ -4,12 +4,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use thiserror::Error;
 
-use crate::domain::InvalidField;
-use crate::ledger::LedgerError;
+use crate::domain::{InvalidField, PostingError};
+use crate::ledger::{ErrorChain, LedgerError};
 
 /// Every way a request can fail. Each variant maps to exactly one status
 /// code (docs/contract.md §2.4) and is answered with a
-/// JSON body `{"error": "<message>"}`.
+/// JSON body `{"error": "<message>"}`. Errors of the layers below are
+/// wrapped, not copied: a refused posting keeps its [`PostingError`], an
+/// unavailable ledger its [`LedgerError`] with the whole cause.
 #[derive(Debug, Error)]
 pub enum ApiError {
     /// The body is not one well-formed JSON value (syntax error, empty
@@ -19,15 +21,12 @@ pub enum ApiError {
     /// Well-formed JSON that breaks a field rule (docs/contract.md §2): 422.
     #[error("{0}")]
     InvalidField(#[from] InvalidField),
-    /// The debit would take the balance below `-limite` (docs/contract.md §2): 422.
-    #[error("debit would exceed the account's limit")]
-    LimitExceeded,
-    /// The new balance would overflow 64-bit cents: 422.
-    #[error("the new balance would overflow")]
-    Overflow,
-    /// The `Idempotency-Key` was first used for a different request: 422.
-    #[error("Idempotency-Key was already used for a different request")]
-    IdempotencyKeyReused,
+    /// A posting refused by a rule — the debit would take the balance below
+    /// `-limite`, the new balance would overflow 64-bit cents, or the
+    /// `Idempotency-Key` was first used for a different request
+    /// (docs/contract.md §2.4): 422, nothing recorded.
+    #[error(transparent)]
+    Refused(#[from] PostingError),
     /// No account with this id, or an id that cannot name one: 404.
     #[error("account not found")]
     AccountNotFound,
@@ -43,10 +42,10 @@ pub enum ApiError {
     /// `Content-Type` is missing or not JSON: 415.
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
-    /// The database cannot answer now: 503. The detail is logged, never
-    /// sent to the client.
+    /// The database cannot answer now: 503. The cause is logged whole,
+    /// never sent to the client.
     #[error("service unavailable")]
-    Unavailable(String),
+    Unavailable(#[source] LedgerError),
 }
 
 impl ApiError {
@@ -55,9 +54,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidField(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::LimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Overflow => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AccountNotFound => StatusCode::NOT_FOUND,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -69,21 +66,20 @@ impl ApiError {
 }
 
 impl From<LedgerError> for ApiError {
+    /// Each ledger error to the one variant with its status.
     fn from(error: LedgerError) -> Self {
         match error {
             LedgerError::AccountNotFound => ApiError::AccountNotFound,
-            LedgerError::LimitExceeded => ApiError::LimitExceeded,
-            LedgerError::Overflow => ApiError::Overflow,
-            LedgerError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
-            LedgerError::Unavailable(detail) => ApiError::Unavailable(detail),
+            LedgerError::Refused(refusal) => ApiError::Refused(refusal),
+            unavailable @ LedgerError::Unavailable { .. } => ApiError::Unavailable(unavailable),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Unavailable(detail) = &self {
-            tracing::error!(%detail, "ledger unavailable");
+        if let ApiError::Unavailable(cause) = &self {
+            tracing::error!("{}", ErrorChain(cause));
         }
         let body = serde_json::json!({ "error": self.to_string() });
         super::json_response(self.status(), &body)
@@ -96,25 +92,34 @@ mod tests {
 
     #[test]
     fn unavailable_detail_is_not_in_the_client_message() {
-        let error = ApiError::Unavailable("password authentication failed for user x".into());
+        let cause = std::io::Error::other("password authentication failed for user x");
+        let error = ApiError::from(LedgerError::unavailable("PostgreSQL", cause));
         assert_eq!(error.to_string(), "service unavailable");
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // The whole cause stays reachable for the log.
+        assert!(ErrorChain(&error)
+            .to_string()
+            .contains("password authentication failed"));
     }
 
     #[test]
     fn ledger_errors_map_to_their_status() {
         let status = |e| ApiError::from(e).status();
         assert_eq!(status(LedgerError::AccountNotFound), StatusCode::NOT_FOUND);
+        for refusal in [
+            PostingError::LimitExceeded,
+            PostingError::Overflow,
+            PostingError::IdempotencyKeyReused,
+        ] {
+            assert_eq!(
+                status(LedgerError::Refused(refusal)),
+                StatusCode::UNPROCESSABLE_ENTITY
+            );
+            // The message is the refusal's own.
+            assert_eq!(ApiError::from(refusal).to_string(), refusal.to_string());
+        }
         assert_eq!(
-            status(LedgerError::LimitExceeded),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            status(LedgerError::Overflow),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            status(LedgerError::Unavailable(String::new())),
+            status(LedgerError::unavailable_because("x")),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }

@@ -14,7 +14,7 @@ use axum::Router;
 use serde::Serialize;
 
 use crate::domain::{format_timestamp, Statement};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 
 pub mod error;
 pub mod request;
@@ -49,7 +49,10 @@ pub(crate) fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T)
         )
             .into_response(),
         // Only reachable with a non-string map key; none of our types has one.
-        Err(e) => ApiError::Unavailable(format!("cannot serialise response: {e}")).into_response(),
+        Err(e) => {
+            ApiError::Unavailable(LedgerError::unavailable("cannot serialise the response", e))
+                .into_response()
+        }
     }
 }
 

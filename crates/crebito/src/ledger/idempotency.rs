@@ -4,7 +4,7 @@
 //! same key gets.
 
 use super::LedgerError;
-use crate::domain::{Balance, Transaction};
+use crate::domain::{Balance, PostingError, Transaction};
 
 /// The outcome of the first request with a key (column
 /// `idempotency_keys.outcome`; its stored codes convert in
@@ -57,7 +57,7 @@ impl NextAction {
     ///
     /// A recorded key answers as its first request did — the same balance,
     /// or the same refusal — when `transaction` is that request (same
-    /// fingerprint); [`LedgerError::IdempotencyKeyReused`] when it is
+    /// fingerprint); [`PostingError::IdempotencyKeyReused`] when it is
     /// another; [`LedgerError::Unavailable`] when the record is damaged (a
     /// `posted` outcome without its balance).
     pub fn for_key(recorded: Option<RecordedKey>, transaction: &Transaction) -> NextAction {
@@ -65,17 +65,17 @@ impl NextAction {
             return NextAction::Post;
         };
         NextAction::Replay(if recorded.fingerprint != transaction.fingerprint() {
-            Err(LedgerError::IdempotencyKeyReused)
+            Err(PostingError::IdempotencyKeyReused.into())
         } else {
             match (recorded.outcome, recorded.balance) {
                 (RecordedOutcome::Posted, Some(balance)) => Ok(Balance {
                     balance,
                     limit: recorded.limit,
                 }),
-                (RecordedOutcome::Posted, None) => Err(LedgerError::Unavailable(
-                    "a recorded posted outcome has no balance".into(),
+                (RecordedOutcome::Posted, None) => Err(LedgerError::unavailable_because(
+                    "a recorded posted outcome has no balance",
                 )),
-                (RecordedOutcome::LimitExceeded, _) => Err(LedgerError::LimitExceeded),
+                (RecordedOutcome::LimitExceeded, _) => Err(PostingError::LimitExceeded.into()),
             }
         })
     }
@@ -126,15 +126,15 @@ mod tests {
         );
         assert!(matches!(
             replay(recorded(RecordedOutcome::LimitExceeded, None), 5),
-            Err(LedgerError::LimitExceeded)
+            Err(LedgerError::Refused(PostingError::LimitExceeded))
         ));
         assert!(matches!(
             replay(recorded(RecordedOutcome::Posted, Some(-5)), 6),
-            Err(LedgerError::IdempotencyKeyReused)
+            Err(LedgerError::Refused(PostingError::IdempotencyKeyReused))
         ));
         assert!(matches!(
             replay(recorded(RecordedOutcome::Posted, None), 5),
-            Err(LedgerError::Unavailable(_))
+            Err(LedgerError::Unavailable { .. })
         ));
     }
 }

@@ -7,48 +7,16 @@
 use std::future::Future;
 use std::time::Duration;
 
-use thiserror::Error;
-
-use crate::domain::{AccountId, Balance, IdempotencyKey, PostingError, Statement, Transaction};
+use crate::domain::{AccountId, Balance, IdempotencyKey, Statement, Transaction};
 
 pub mod codes;
+mod error;
 pub mod idempotency;
 pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
 
-/// Errors a ledger returns.
-#[derive(Debug, Error)]
-pub enum LedgerError {
-    /// No account has this id (docs/contract.md §2: 404).
-    #[error("account not found")]
-    AccountNotFound,
-    /// The debit would take the balance below `-limit`; nothing was recorded
-    /// (docs/contract.md §2: 422).
-    #[error("debit would exceed the account's limit")]
-    LimitExceeded,
-    /// The new balance would not fit in a signed 64-bit integer of cents;
-    /// nothing was recorded (docs/contract.md §2.4: 422).
-    #[error("the new balance would overflow")]
-    Overflow,
-    /// The idempotency key was first used for a different request on this
-    /// account; nothing was recorded (422).
-    #[error("Idempotency-Key was already used for a different request")]
-    IdempotencyKeyReused,
-    /// The database cannot be reached or failed; the message is for logs
-    /// only, never for clients (HTTP 503).
-    #[error("ledger unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl From<PostingError> for LedgerError {
-    fn from(error: PostingError) -> Self {
-        match error {
-            PostingError::LimitExceeded => LedgerError::LimitExceeded,
-            PostingError::Overflow => LedgerError::Overflow,
-        }
-    }
-}
+pub use error::{BoxError, ErrorChain, LedgerError};
 
 /// One row of an audit: an account's stored balance against the sum of its
 /// posted transactions.
@@ -112,14 +80,15 @@ impl AuditReport {
 /// balancer, docs/contract.md §4).
 pub trait Ledger: Send + Sync + 'static {
     /// Posts one transaction atomically and returns the balance right after
-    /// it. Errors: [`LedgerError::AccountNotFound`],
-    /// [`LedgerError::LimitExceeded`], [`LedgerError::Overflow`] (nothing is
-    /// recorded for any of them) and [`LedgerError::Unavailable`].
+    /// it. Errors: [`LedgerError::AccountNotFound`], [`LedgerError::Refused`]
+    /// with [`PostingError::LimitExceeded`](crate::domain::PostingError) or
+    /// `Overflow` (nothing is recorded for any of them) and
+    /// [`LedgerError::Unavailable`].
     ///
     /// With a `key`, the outcome (posted, or refused for the limit) is stored
     /// atomically with the posting; a later call with the same key on the
     /// same account returns that outcome without posting again, and
-    /// [`LedgerError::IdempotencyKeyReused`] when the transaction differs.
+    /// `Refused(IdempotencyKeyReused)` when the transaction differs.
     fn post(
         &self,
         account: AccountId,

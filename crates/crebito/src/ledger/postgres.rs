@@ -12,12 +12,14 @@
 //!   returns its connection to the pool before the caller sees the result.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -26,7 +28,8 @@ use super::idempotency::{NextAction, RecordedKey};
 use super::migrations::{self, Migration};
 use super::{AccountAudit, AuditReport, Ledger, LedgerError, LedgerOptions, PostingRow};
 use crate::domain::{
-    AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, Statement, Transaction,
+    AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, PostingError, Statement,
+    Transaction,
 };
 
 /// Key of the advisory lock that serialises migrations across instances.
@@ -116,6 +119,8 @@ WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id)";
 #[derive(Clone)]
 pub struct PostgresLedger {
     pool: Pool,
+    /// Where the pool connects, for error messages (no password).
+    target: Arc<str>,
     /// Client-side bound of one request's round trips: the server's
     /// `statement_timeout` plus a second.
     round_trip_timeout: Duration,
@@ -139,7 +144,8 @@ impl PostgresLedger {
     /// Errors: [`LedgerError::Unavailable`] when the URL cannot be parsed.
     pub fn new(url: &str, options: &LedgerOptions) -> Result<Self, LedgerError> {
         let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| LedgerError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+            .map_err(|e| LedgerError::unavailable("invalid PostgreSQL URL", e))?;
+        let target = describe(&config).into();
         let timeout_option = format!(
             "-c statement_timeout={}",
             options.query_timeout.as_millis().max(1)
@@ -163,9 +169,10 @@ impl PostgresLedger {
             .create_timeout(Some(options.acquire_timeout))
             .recycle_timeout(Some(options.acquire_timeout))
             .build()
-            .map_err(|e| LedgerError::Unavailable(format!("cannot build pool: {e}")))?;
+            .map_err(|e| LedgerError::unavailable("cannot build the PostgreSQL pool", e))?;
         Ok(PostgresLedger {
             pool,
+            target,
             round_trip_timeout: options.query_timeout + Duration::from_secs(1),
         })
     }
@@ -189,7 +196,7 @@ impl PostgresLedger {
         for _ in 0..self.pool.status().max_size {
             let client = self.client().await?;
             for sql in [POST_SQL, POST_IDEMPOTENT_SQL, STATEMENT_SQL] {
-                client.prepare_cached(sql).await.map_err(unavailable)?;
+                client.prepare_cached(sql).await?;
             }
             // Held until all are open, so each round opens a new one.
             held.push(client);
@@ -202,14 +209,10 @@ impl PostgresLedger {
     pub async fn migrate(&self) -> Result<(), LedgerError> {
         let mut client = self.client().await?;
         // Waiting for another instance's migrations is not a slow request.
-        client
-            .batch_execute("SET statement_timeout = 0")
-            .await
-            .map_err(unavailable)?;
+        client.batch_execute("SET statement_timeout = 0").await?;
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-            .await
-            .map_err(unavailable)?;
+            .await?;
         let result = apply_migrations(&mut client, migrations::POSTGRES).await;
         // Unlock even when a migration failed; the session ends with the
         // connection anyway, but the pooled connection may be reused.
@@ -218,8 +221,8 @@ impl PostgresLedger {
             .await;
         let reset = client.batch_execute("RESET statement_timeout").await;
         result?;
-        unlock.map_err(unavailable)?;
-        reset.map_err(unavailable)?;
+        unlock?;
+        reset?;
         Ok(())
     }
 
@@ -235,21 +238,31 @@ impl PostgresLedger {
                 drop(client);
                 Ok(result)
             }
-            Err(_) => {
+            Err(elapsed) => {
                 drop(Object::take(client));
-                Err(LedgerError::Unavailable(
-                    "the database did not answer in time; connection discarded".into(),
+                Err(LedgerError::unavailable(
+                    "PostgreSQL did not answer in time; connection discarded",
+                    elapsed,
                 ))
             }
         }
     }
 
+    /// A pooled connection. Errors: [`LedgerError::Unavailable`] naming
+    /// where it tried to connect, with the cause (refused, no such socket,
+    /// authentication failed, timed out).
     async fn client(&self) -> Result<Object, LedgerError> {
-        self.pool.get().await.map_err(|e| match e {
-            PoolError::Timeout(kind) => {
-                LedgerError::Unavailable(format!("no database connection ({kind:?} timed out)"))
+        self.pool.get().await.map_err(|e| {
+            let target = &self.target;
+            match e {
+                PoolError::Timeout(kind) => LedgerError::unavailable_because(format!(
+                    "no connection to {target} ({kind:?} timed out)"
+                )),
+                PoolError::Backend(e) => {
+                    LedgerError::unavailable(format!("cannot connect to {target}"), e)
+                }
+                other => LedgerError::unavailable(format!("no connection to {target}"), other),
             }
-            other => LedgerError::Unavailable(other.to_string()),
         })
     }
 }
@@ -263,17 +276,15 @@ async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<(),
                 applied_at timestamptz NOT NULL DEFAULT now())",
             migrations::TABLE
         ))
-        .await
-        .map_err(unavailable)?;
+        .await?;
     for migration in list {
-        let tx = client.transaction().await.map_err(unavailable)?;
+        let tx = client.transaction().await?;
         let applied = tx
             .query_opt(
                 &format!("SELECT 1 FROM {} WHERE version = $1", migrations::TABLE),
                 &[&migration.version],
             )
-            .await
-            .map_err(unavailable)?
+            .await?
             .is_some();
         if !applied {
             tracing::info!(
@@ -282,10 +293,13 @@ async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<(),
                 "applying migration"
             );
             tx.batch_execute(migration.sql).await.map_err(|e| {
-                LedgerError::Unavailable(format!(
-                    "migration {} ({}) failed: {e}",
-                    migration.version, migration.name
-                ))
+                LedgerError::unavailable(
+                    format!(
+                        "migration {} ({}) failed",
+                        migration.version, migration.name
+                    ),
+                    e,
+                )
             })?;
             tx.execute(
                 &format!(
@@ -294,10 +308,9 @@ async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<(),
                 ),
                 &[&migration.version, &migration.name],
             )
-            .await
-            .map_err(unavailable)?;
+            .await?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
     }
     Ok(())
 }
@@ -306,11 +319,41 @@ async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<(),
 /// balance CHECK (the second line of defence), anything else.
 fn posting_error(error: tokio_postgres::Error) -> LedgerError {
     match error.code() {
-        Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => LedgerError::Overflow,
-        Some(&SqlState::CHECK_VIOLATION) => LedgerError::LimitExceeded,
+        Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => PostingError::Overflow.into(),
+        Some(&SqlState::CHECK_VIOLATION) => PostingError::LimitExceeded.into(),
         // statement_timeout: cancelled by the server, nothing applied.
-        _ => unavailable(error),
+        _ => error.into(),
     }
+}
+
+/// Where `config` connects, for messages: each host with its port (a unix
+/// socket as its socket file), the database and the user — never the
+/// password.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            Host::Tcp(name) => format!("{name}:{}", port(i)),
+            Host::Unix(dir) => dir
+                .join(format!(".s.PGSQL.{}", port(i)))
+                .display()
+                .to_string(),
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "no host".to_owned()
+    } else {
+        hosts.join(", ")
+    };
+    format!(
+        "PostgreSQL at {hosts} (database {:?}, user {:?})",
+        config.get_dbname().unwrap_or_default(),
+        config.get_user().unwrap_or_default()
+    )
 }
 
 /// The key recorded in `row`'s columns `at`, `at + 1` and `at + 2`
@@ -373,24 +416,18 @@ impl PostgresLedger {
         let rows = match Self::release(client, outcome)?.map_err(posting_error)? {
             IdempotentAnswer::Rows(rows) => rows,
             IdempotentAnswer::Recorded(row) => {
-                let row =
-                    row.ok_or_else(|| LedgerError::Unavailable("idempotency key vanished".into()))?;
-                let limit = row.try_get(3).map_err(unavailable)?;
-                let recorded = recorded_key(&row, 0, limit).map_err(unavailable)?;
-                return match NextAction::for_key(recorded, transaction) {
+                let vanished = || LedgerError::unavailable_because("idempotency key vanished");
+                let row = row.ok_or_else(vanished)?;
+                let limit = row.try_get(3)?;
+                return match NextAction::for_key(recorded_key(&row, 0, limit)?, transaction) {
                     NextAction::Replay(answer) => answer,
-                    NextAction::Post => {
-                        Err(LedgerError::Unavailable("idempotency key vanished".into()))
-                    }
+                    NextAction::Post => Err(vanished()),
                 };
             }
         };
         let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let limit: i64 = row.get(0);
-        match NextAction::for_key(
-            recorded_key(row, 2, limit).map_err(unavailable)?,
-            transaction,
-        ) {
+        match NextAction::for_key(recorded_key(row, 2, limit)?, transaction) {
             NextAction::Replay(answer) => answer,
             NextAction::Post => posting_outcome(row.get(1), limit),
         }
@@ -434,12 +471,8 @@ impl<'a> PostingParams<'a> {
 fn posting_outcome(balance: Option<i64>, limit: i64) -> Result<Balance, LedgerError> {
     match balance {
         Some(balance) => Ok(Balance { balance, limit }),
-        None => Err(LedgerError::LimitExceeded),
+        None => Err(PostingError::LimitExceeded.into()),
     }
-}
-
-fn unavailable(error: tokio_postgres::Error) -> LedgerError {
-    LedgerError::Unavailable(error.to_string())
 }
 
 impl Ledger for PostgresLedger {
@@ -466,10 +499,9 @@ impl Ledger for PostgresLedger {
 
     async fn purge_idempotency_keys(&self, older_than: Duration) -> Result<u64, LedgerError> {
         let client = self.client().await?;
-        client
+        Ok(client
             .execute(PURGE_KEYS_SQL, &[&older_than.as_secs_f64()])
-            .await
-            .map_err(unavailable)
+            .await?)
     }
 
     async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
@@ -479,7 +511,7 @@ impl Ledger for PostgresLedger {
             client.query(&statement, &[&account.get()]).await
         })
         .await;
-        let rows = Self::release(client, outcome)?.map_err(unavailable)?;
+        let rows = Self::release(client, outcome)??;
         let generated_at = Utc::now();
         let first = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let mut transactions = Vec::with_capacity(rows.len());
@@ -489,7 +521,7 @@ impl Ledger for PostgresLedger {
             };
             transactions.push(PostedTransaction {
                 amount,
-                kind: row.try_get(3).map_err(unavailable)?,
+                kind: row.try_get(3)?,
                 description: row.get::<_, String>(4),
                 posted_at: row.get::<_, DateTime<Utc>>(5),
             });
@@ -506,7 +538,7 @@ impl Ledger for PostgresLedger {
         let client = self.client().await?;
         let outcome =
             tokio::time::timeout(self.round_trip_timeout, client.simple_query("SELECT 1")).await;
-        Self::release(client, outcome)?.map_err(unavailable)?;
+        Self::release(client, outcome)??;
         Ok(())
     }
 
@@ -517,9 +549,9 @@ impl Ledger for PostgresLedger {
                 "SELECT account_id, kind, amount, description FROM transactions ORDER BY id",
                 &[],
             )
-            .await
-            .map_err(unavailable)?;
-        rows.iter()
+            .await?;
+        Ok(rows
+            .iter()
             .map(|row| {
                 Ok(PostingRow {
                     account: row.try_get(0)?,
@@ -528,8 +560,7 @@ impl Ledger for PostgresLedger {
                     description: row.try_get(3)?,
                 })
             })
-            .collect::<Result<_, _>>()
-            .map_err(unavailable)
+            .collect::<Result<_, tokio_postgres::Error>>()?)
     }
 
     async fn audit(&self) -> Result<AuditReport, LedgerError> {
@@ -540,21 +571,13 @@ impl Ledger for PostgresLedger {
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()
-            .await
-            .map_err(unavailable)?;
-        for row in tx.query(KINDS_SQL, &[]).await.map_err(unavailable)? {
-            row.try_get::<_, Kind>(0).map_err(unavailable)?;
+            .await?;
+        for row in tx.query(KINDS_SQL, &[]).await? {
+            row.try_get::<_, Kind>(0)?;
         }
-        let tx_rows = tx
-            .query(AUDIT_SQL, &[&Kind::Credit, &Kind::Debit])
-            .await
-            .map_err(unavailable)?;
-        let orphans: i64 = tx
-            .query_one(ORPHANS_SQL, &[])
-            .await
-            .map_err(unavailable)?
-            .get(0);
-        tx.commit().await.map_err(unavailable)?;
+        let tx_rows = tx.query(AUDIT_SQL, &[&Kind::Credit, &Kind::Debit]).await?;
+        let orphans: i64 = tx.query_one(ORPHANS_SQL, &[]).await?.get(0);
+        tx.commit().await?;
         drop(client);
         let mut accounts = Vec::with_capacity(tx_rows.len());
         for row in tx_rows {
@@ -563,8 +586,8 @@ impl Ledger for PostgresLedger {
                 account: row.get(0),
                 limit: row.get(1),
                 balance: row.get(2),
-                transactions_sum: sum.parse().map_err(|_| {
-                    LedgerError::Unavailable(format!("sum of transactions out of range: {sum}"))
+                transactions_sum: sum.parse().map_err(|e| {
+                    LedgerError::unavailable(format!("sum of transactions out of range: {sum}"), e)
                 })?,
                 transactions: row.get(4),
             });

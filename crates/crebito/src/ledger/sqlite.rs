@@ -40,6 +40,8 @@ const POOL_SIZE: usize = 4;
 /// A [`Ledger`] in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteLedger {
+    /// The database file, for error messages.
+    path: std::sync::Arc<str>,
     pool: Pool,
     /// Postings of this process take turns here rather than in SQLite's
     /// busy handler, which sleeps with growing back-off while it waits for
@@ -70,7 +72,7 @@ impl SqliteLedger {
     /// cannot be opened.
     pub async fn open_existing(path: &Path) -> Result<Self, LedgerError> {
         if !path.is_file() {
-            return Err(LedgerError::Unavailable(format!(
+            return Err(LedgerError::unavailable_because(format!(
                 "no SQLite database at {}",
                 path.display()
             )));
@@ -83,12 +85,12 @@ impl SqliteLedger {
     fn open_file(path: &Path) -> Result<Self, LedgerError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
-                LedgerError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                LedgerError::unavailable(format!("cannot create {}", parent.display()), e)
             })?;
         }
         let pool = Config::new(path)
             .builder(Runtime::Tokio1)
-            .map_err(|e| LedgerError::Unavailable(format!("cannot build pool: {e}")))?
+            .map_err(|e| LedgerError::unavailable("cannot build the SQLite pool", e))?
             .max_size(POOL_SIZE)
             .post_create(Hook::async_fn(|conn, _| {
                 Box::pin(async move {
@@ -102,8 +104,9 @@ impl SqliteLedger {
                 })
             }))
             .build()
-            .map_err(|e| LedgerError::Unavailable(format!("cannot build pool: {e}")))?;
+            .map_err(|e| LedgerError::unavailable("cannot build the SQLite pool", e))?;
         Ok(SqliteLedger {
+            path: path.display().to_string().into(),
             pool,
             writer: Default::default(),
         })
@@ -115,19 +118,12 @@ impl SqliteLedger {
         T: Send + 'static,
         F: FnOnce(&mut rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
     {
-        let conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| LedgerError::Unavailable(e.to_string()))?;
-        conn.interact(f)
-            .await
-            .map_err(|e| LedgerError::Unavailable(e.to_string()))?
+        let conn = self.pool.get().await.map_err(|e| {
+            let context = format!("cannot open the SQLite database {}", self.path);
+            LedgerError::unavailable(context, e)
+        })?;
+        conn.interact(f).await?
     }
-}
-
-fn unavailable(error: rusqlite::Error) -> LedgerError {
-    LedgerError::Unavailable(error.to_string())
 }
 
 fn apply_migrations(
@@ -135,17 +131,14 @@ fn apply_migrations(
     list: &[Migration],
 ) -> Result<(), LedgerError> {
     // IMMEDIATE: two processes opening a new file at once take turns.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {} (
             version INTEGER PRIMARY KEY,
             name TEXT NOT NULL,
             applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ')))",
         migrations::TABLE
-    ))
-    .map_err(unavailable)?;
+    ))?;
     for migration in list {
         let applied = tx
             .query_row(
@@ -153,8 +146,7 @@ fn apply_migrations(
                 [migration.version],
                 |_| Ok(()),
             )
-            .optional()
-            .map_err(unavailable)?
+            .optional()?
             .is_some();
         if !applied {
             tracing::info!(
@@ -163,10 +155,13 @@ fn apply_migrations(
                 "applying migration"
             );
             tx.execute_batch(migration.sql).map_err(|e| {
-                LedgerError::Unavailable(format!(
-                    "migration {} ({}) failed: {e}",
-                    migration.version, migration.name
-                ))
+                LedgerError::unavailable(
+                    format!(
+                        "migration {} ({}) failed",
+                        migration.version, migration.name
+                    ),
+                    e,
+                )
             })?;
             tx.execute(
                 &format!(
@@ -174,11 +169,10 @@ fn apply_migrations(
                     migrations::TABLE
                 ),
                 (migration.version, migration.name),
-            )
-            .map_err(unavailable)?;
+            )?;
         }
     }
-    tx.commit().map_err(unavailable)
+    Ok(tx.commit()?)
 }
 
 fn micros_to_time(micros: i64) -> DateTime<Utc> {
@@ -191,16 +185,13 @@ fn post_blocking(
     transaction: &Transaction,
     key: Option<&IdempotencyKey>,
 ) -> Result<Balance, LedgerError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(unavailable)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (balance, limit): (i64, i64) = tx
         .prepare_cached("SELECT balance, credit_limit FROM accounts WHERE id = ?1")
         .and_then(|mut s| {
             s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
-        })
-        .map_err(unavailable)?
+        })?
         .ok_or(LedgerError::AccountNotFound)?;
     if let Some(key) = key {
         // The write lock is held: no other request can record this key now.
@@ -219,8 +210,7 @@ fn post_blocking(
                     })
                 })
                 .optional()
-            })
-            .map_err(unavailable)?;
+            })?;
         if let NextAction::Replay(answer) = NextAction::for_key(recorded, transaction) {
             return answer;
         }
@@ -237,13 +227,12 @@ fn post_blocking(
             None,
             limit,
         )?;
-        tx.commit().map_err(unavailable)?;
-        return Err(LedgerError::LimitExceeded);
+        tx.commit()?;
+        return Err(PostingError::LimitExceeded.into());
     }
     let new_balance = applied?;
     tx.prepare_cached("UPDATE accounts SET balance = ?1 WHERE id = ?2")
-        .and_then(|mut s| s.execute((new_balance, account)))
-        .map_err(unavailable)?;
+        .and_then(|mut s| s.execute((new_balance, account)))?;
     tx.prepare_cached(
         "INSERT INTO transactions (account_id, amount, kind, description, posted_at_us)
          VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -256,8 +245,7 @@ fn post_blocking(
             transaction.description.as_str(),
             Utc::now().timestamp_micros(),
         ))
-    })
-    .map_err(unavailable)?;
+    })?;
     if let Some(key) = key {
         remember_key(
             &tx,
@@ -269,7 +257,7 @@ fn post_blocking(
             limit,
         )?;
     }
-    tx.commit().map_err(unavailable)?;
+    tx.commit()?;
     Ok(Balance {
         balance: new_balance,
         limit,
@@ -301,8 +289,8 @@ fn remember_key(
             Utc::now().timestamp_micros(),
         ))
     })
-    .map(|_| ())
-    .map_err(unavailable)
+    .map(|_| ())?;
+    Ok(())
 }
 
 fn statement_blocking(
@@ -310,22 +298,19 @@ fn statement_blocking(
     account: i32,
 ) -> Result<Statement, LedgerError> {
     // A deferred read transaction reads from one WAL snapshot.
-    let tx = conn.transaction().map_err(unavailable)?;
+    let tx = conn.transaction()?;
     let (balance, limit): (i64, i64) = tx
         .prepare_cached("SELECT balance, credit_limit FROM accounts WHERE id = ?1")
         .and_then(|mut s| {
             s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
-        })
-        .map_err(unavailable)?
+        })?
         .ok_or(LedgerError::AccountNotFound)?;
     let generated_at = Utc::now();
-    let mut query = tx
-        .prepare_cached(
-            "SELECT amount, kind, description, posted_at_us FROM transactions
+    let mut query = tx.prepare_cached(
+        "SELECT amount, kind, description, posted_at_us FROM transactions
              WHERE account_id = ?1 ORDER BY id DESC LIMIT 10",
-        )
-        .map_err(unavailable)?;
+    )?;
     let transactions = query
         .query_map([account], |r| {
             Ok(PostedTransaction {
@@ -335,10 +320,9 @@ fn statement_blocking(
                 posted_at: micros_to_time(r.get(3)?),
             })
         })
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(unavailable)?;
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())?;
     drop(query);
-    tx.finish().map_err(unavailable)?;
+    tx.finish()?;
     Ok(Statement {
         balance,
         limit,
@@ -348,7 +332,7 @@ fn statement_blocking(
 }
 
 fn audit_blocking(conn: &mut rusqlite::Connection) -> Result<AuditReport, LedgerError> {
-    let tx = conn.transaction().map_err(unavailable)?;
+    let tx = conn.transaction()?;
     let mut accounts = tx
         .prepare("SELECT id, credit_limit, balance FROM accounts ORDER BY id")
         .and_then(|mut s| {
@@ -362,19 +346,16 @@ fn audit_blocking(conn: &mut rusqlite::Connection) -> Result<AuditReport, Ledger
                 })
             })?
             .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(unavailable)?;
+        })?;
     let mut orphan_transactions = 0;
     {
         // Summed in Rust with i128: SQLite's SUM() fails on i64 overflow.
-        let mut rows = tx
-            .prepare("SELECT account_id, kind, amount FROM transactions")
-            .map_err(unavailable)?;
-        let mut cursor = rows.query([]).map_err(unavailable)?;
-        while let Some(row) = cursor.next().map_err(unavailable)? {
-            let account: i32 = row.get(0).map_err(unavailable)?;
-            let kind: Kind = row.get(1).map_err(unavailable)?;
-            let amount: i64 = row.get(2).map_err(unavailable)?;
+        let mut rows = tx.prepare("SELECT account_id, kind, amount FROM transactions")?;
+        let mut cursor = rows.query([])?;
+        while let Some(row) = cursor.next()? {
+            let account: i32 = row.get(0)?;
+            let kind: Kind = row.get(1)?;
+            let amount: i64 = row.get(2)?;
             match accounts.binary_search_by_key(&account, |a| a.account) {
                 Ok(i) => {
                     let entry = &mut accounts[i];
@@ -388,7 +369,7 @@ fn audit_blocking(conn: &mut rusqlite::Connection) -> Result<AuditReport, Ledger
             }
         }
     }
-    tx.finish().map_err(unavailable)?;
+    tx.finish()?;
     Ok(AuditReport {
         accounts,
         orphan_transactions,
@@ -414,12 +395,12 @@ impl Ledger for SqliteLedger {
         let cutoff = Utc::now().timestamp_micros()
             - i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX / 2);
         self.run(move |conn| {
-            conn.execute(
-                "DELETE FROM idempotency_keys WHERE created_at_us < ?1",
-                [cutoff],
-            )
-            .map(|n| n as u64)
-            .map_err(unavailable)
+            Ok(conn
+                .execute(
+                    "DELETE FROM idempotency_keys WHERE created_at_us < ?1",
+                    [cutoff],
+                )
+                .map(|n| n as u64)?)
         })
         .await
     }
@@ -431,11 +412,8 @@ impl Ledger for SqliteLedger {
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {
-        self.run(|conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(unavailable)
-        })
-        .await
+        self.run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 
     async fn audit(&self) -> Result<AuditReport, LedgerError> {
@@ -444,11 +422,9 @@ impl Ledger for SqliteLedger {
 
     async fn postings(&self) -> Result<Vec<PostingRow>, LedgerError> {
         self.run(|conn| {
-            let mut query = conn
-                .prepare(
-                    "SELECT account_id, kind, amount, description FROM transactions ORDER BY id",
-                )
-                .map_err(unavailable)?;
+            let mut query = conn.prepare(
+                "SELECT account_id, kind, amount, description FROM transactions ORDER BY id",
+            )?;
             let rows = query
                 .query_map([], |r| {
                     Ok(PostingRow {
@@ -458,8 +434,7 @@ impl Ledger for SqliteLedger {
                         description: r.get(3)?,
                     })
                 })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(unavailable)?;
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())?;
             Ok(rows)
         })
         .await
