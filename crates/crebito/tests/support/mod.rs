@@ -140,6 +140,13 @@ fn start_server() -> Server {
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The superuser the tests use is trusted; every other role must give
+    // its password, so that a wrong one is refused as in production.
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all postgres trust\nlocal all all scram-sha-256\n",
+    )
+    .expect("write pg_hba.conf");
     // The wrapper waits for its stdin to close (our process exiting), then
     // stops the server and removes the directory.
     let script = format!(
@@ -206,6 +213,19 @@ pub async fn fresh_postgres_database() -> String {
     drop(client);
     let _ = task.await;
     replace_database(&server.admin_url, &name)
+}
+
+/// `url` with its user and password replaced:
+/// `postgres://OLD@host/db?q` -> `postgres://USER:PASSWORD@host/db?q`.
+pub fn with_credentials(url: &str, user: &str, password: &str) -> String {
+    let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let host = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    format!("{}{user}:{password}@{host}", &url[..scheme_end])
 }
 
 fn replace_database(url: &str, name: &str) -> String {
@@ -410,6 +430,90 @@ pub async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
     (status, body)
 }
 
+/// A `crebito` process started by a test, its log (stderr) collected as it
+/// is written; killed when dropped.
+pub struct Crebito {
+    child: Child,
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Crebito {
+    /// Starts `crebito ARGS` with `RUST_LOG=info`, `NO_COLOR` unset and
+    /// `env` added, stdout discarded and stderr collected.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Crebito {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crebito"))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn crebito");
+        let mut stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut stderr, &mut buffer) {
+                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        Crebito { child, log }
+    }
+
+    /// Everything written to stderr so far, as raw bytes.
+    pub fn log_bytes(&self) -> Vec<u8> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Everything written to stderr so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log_bytes()).into_owned()
+    }
+
+    /// Waits until the log holds `needle`; returns the log. Panics with the
+    /// log after `within`.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in crebito's log within {within:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for crebito") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "crebito still running after {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Crebito {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Writes to stderr so that slow steps show up in `--nocapture` runs.
 pub fn note(message: &str) {
     let _ = writeln!(std::io::stderr(), "{message}");
@@ -417,6 +521,22 @@ pub fn note(message: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn with_credentials_replaces_only_the_user_and_password() {
+        assert_eq!(
+            super::with_credentials("postgres://postgres@localhost/db1?host=/tmp/x", "u", "p"),
+            "postgres://u:p@localhost/db1?host=/tmp/x"
+        );
+        assert_eq!(
+            super::with_credentials("postgres://a:b@h:5/db", "u", "p"),
+            "postgres://u:p@h:5/db"
+        );
+        assert_eq!(
+            super::with_credentials("postgres://h/db", "u", "p"),
+            "postgres://u:p@h/db"
+        );
+    }
+
     #[test]
     fn replace_database_keeps_query() {
         assert_eq!(

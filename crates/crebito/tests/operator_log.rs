@@ -1,0 +1,106 @@
+//! The operator can see why: a database failure is logged with its whole
+//! cause (the server's message, the I/O error) and where the connection
+//! went, so that a wrong password, a missing socket and a timed-out
+//! statement are each recognisable; a password never appears.
+
+mod support;
+
+use std::time::Duration;
+
+use support::Crebito;
+
+/// Starts `crebito serve --listen LISTEN EXTRA…` on `database_url`.
+fn serve(database_url: &str, listen: &str, extra: &[&str]) -> Crebito {
+    let mut args = vec!["serve", "--listen", listen];
+    args.extend_from_slice(extra);
+    Crebito::spawn(&args, &[("DATABASE_URL", database_url)])
+}
+
+async fn admin_session(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_named_in_the_log() {
+    let url = support::fresh_postgres_database().await;
+    let role = format!("crebito_pw_{}", std::process::id());
+    admin_session(&url)
+        .await
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'right-password'"
+        ))
+        .await
+        .unwrap();
+    // The right password is accepted, so what fails below is the password.
+    let right = support::with_credentials(&url, &role, "right-password");
+    let (client, _) = tokio_postgres::connect(&right, tokio_postgres::NoTls)
+        .await
+        .expect("the right password connects");
+    drop(client);
+
+    let wrong = support::with_credentials(&url, &role, "wrong-secret");
+    let crebito = serve(&wrong, "127.0.0.1:0", &[]);
+    let log = crebito.wait_for_log(
+        &format!("password authentication failed for user \"{role}\""),
+        Duration::from_secs(20),
+    );
+    assert!(log.contains("cannot connect to PostgreSQL at"), "{log}");
+    assert!(!log.contains("wrong-secret"), "the password leaked:\n{log}");
+}
+
+#[test]
+fn a_missing_socket_is_named_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_dir = dir.path().join("no-server-here");
+    let url = format!(
+        "postgres://crebito:secret-password@/crebito?host={}",
+        socket_dir.display()
+    );
+    let crebito = serve(&url, "127.0.0.1:0", &[]);
+    let socket = socket_dir.join(".s.PGSQL.5432");
+    let log = crebito.wait_for_log(&socket.display().to_string(), Duration::from_secs(20));
+    assert!(log.contains("No such file or directory"), "{log}");
+    assert!(
+        !log.contains("secret-password"),
+        "the password leaked:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_statement_is_named_in_the_log() {
+    let url = support::fresh_postgres_database().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let crebito = serve(&url, &listen, &["--query-timeout-ms", "300"]);
+    crebito.wait_for_log("crebito ready", Duration::from_secs(30));
+    let base = format!("http://{listen}");
+    // Another session holds account 1's row lock: the posting waits, and
+    // the server cancels it after 300 ms.
+    let blocker = admin_session(&url).await;
+    blocker
+        .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
+        .await
+        .unwrap();
+    let (status, body) = support::post_new_connection(
+        &base,
+        1,
+        None,
+        serde_json::json!({"valor": 1, "tipo": "d", "descricao": "bloqueada"}),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "service unavailable");
+    crebito.wait_for_log(
+        "canceling statement due to statement timeout",
+        Duration::from_secs(10),
+    );
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+}
