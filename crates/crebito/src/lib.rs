@@ -7,7 +7,8 @@
 //! * [`http`] — routes, extractors and the one error type.
 //! * [`config`] — command line and environment.
 //! * [`server`] — listeners and graceful shutdown.
-//! * [`audit`] — checking a client's record of postings against the ledger.
+//! * [`audit`] — `crebito audit`: what a ledger's books hold, the check of a
+//!   client's record of postings, and the tables it prints.
 
 pub mod audit;
 pub mod config;

@@ -123,77 +123,12 @@ async fn open_with_retry(
 }
 
 async fn audit(settings: AuditSettings) -> ExitCode {
-    match run_audit(&settings).await {
-        Ok(true) => {
-            println!("audit passed");
-            ExitCode::SUCCESS
-        }
-        Ok(false) => {
-            println!("audit FAILED");
-            ExitCode::FAILURE
-        }
+    match crebito::audit::run(&settings, &mut std::io::stdout()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("crebito audit: {e}");
+            eprintln!("crebito audit: {}", ErrorChain(&e));
             ExitCode::from(2)
         }
     }
-}
-
-/// Prints the audit tables; `Ok(holds)`, or the reason the audit could not
-/// run at all (exit code 2).
-async fn run_audit(settings: &AuditSettings) -> Result<bool, String> {
-    // Read-only: no migration, no file created.
-    let ledger = AnyLedger::open_existing(&settings.database_url, &settings.ledger)
-        .await
-        .map_err(|e| ErrorChain(&e).to_string())?;
-    let report = ledger
-        .audit()
-        .await
-        .map_err(|e| ErrorChain(&e).to_string())?;
-    println!(
-        "{:>8} {:>14} {:>16} {:>20} {:>8}  result",
-        "account", "limit", "balance", "sum of postings", "postings"
-    );
-    for a in &report.accounts {
-        println!(
-            "{:>8} {:>14} {:>16} {:>20} {:>8}  {}",
-            a.account,
-            a.limit,
-            a.balance,
-            a.transactions_sum,
-            a.transactions,
-            if a.holds() { "ok" } else { "FAILED" }
-        );
-    }
-    println!(
-        "transactions without an account: {}",
-        report.orphan_transactions
-    );
-    let mut holds = report.holds();
-    if let Some(path) = &settings.acknowledged {
-        let records = std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| crebito::audit::parse_records(&text))
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let postings = ledger
-            .postings()
-            .await
-            .map_err(|e| ErrorChain(&e).to_string())?;
-        let check = crebito::audit::check(&records, &postings);
-        println!(
-            "client record {}: {} acknowledged stored once, {} refused absent, \
-             {} unknown stored, {} unknown absent, {} violations",
-            path.display(),
-            check.acknowledged_ok,
-            check.refused_ok,
-            check.unknown_stored,
-            check.unknown_absent,
-            check.violation_count
-        );
-        for violation in &check.violations {
-            println!("  {violation}");
-        }
-        holds &= check.holds();
-    }
-    Ok(holds)
 }

@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
-use crate::ledger::PostingRow;
+use super::PostingRow;
 
 /// What the client learned about one posting it sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,13 +112,29 @@ pub fn check(records: &[ClientRecord], postings: &[PostingRow]) -> RecordCheck {
     result
 }
 
+/// A line of a client record that is not a [`ClientRecord`].
+#[derive(Debug, Error)]
+#[error("line {line}")]
+pub struct RecordLineError {
+    /// The line's number, from 1.
+    pub line: usize,
+    /// Why it is not a record.
+    #[source]
+    pub source: serde_json::Error,
+}
+
 /// Parses a JSON Lines client record; blank lines are skipped.
 /// Errors: the first line that is not a [`ClientRecord`], with its number.
-pub fn parse_records(text: &str) -> Result<Vec<ClientRecord>, String> {
+pub fn parse_records(text: &str) -> Result<Vec<ClientRecord>, RecordLineError> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1)))
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|source| RecordLineError {
+                line: i + 1,
+                source,
+            })
+        })
         .collect()
 }
 
@@ -195,8 +212,8 @@ mod tests {
         let records = parse_records(text).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].outcome, Outcome::Unknown);
-        assert!(parse_records("{\"account\":1}")
-            .unwrap_err()
-            .starts_with("line 1"));
+        let error = parse_records("\n{\"account\":1}").unwrap_err();
+        assert_eq!(error.line, 2);
+        assert!(error.to_string().starts_with("line 2"));
     }
 }
