@@ -10,6 +10,12 @@ fn audit(url: &str) -> (i32, String) {
 
 /// Runs `crebito audit ARGS`; returns the exit code and stdout.
 fn run_audit(args: &[&str]) -> (i32, String) {
+    let (code, stdout, _) = run_audit_with_stderr(args);
+    (code, stdout)
+}
+
+/// Runs `crebito audit ARGS`; returns the exit code, stdout and stderr.
+fn run_audit_with_stderr(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_crebito"))
         .arg("audit")
         .args(args)
@@ -19,6 +25,7 @@ fn run_audit(args: &[&str]) -> (i32, String) {
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
 
@@ -64,6 +71,35 @@ async fn audit_passes_then_catches_a_tampered_balance() {
 fn audit_of_an_unreachable_database_exits_2() {
     let (code, _) = audit("postgres://nobody@127.0.0.1:1/none?connect_timeout=2");
     assert_eq!(code, 2);
+}
+
+#[test]
+fn audit_names_what_it_could_not_reach_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_dir = dir.path().join("no-server");
+    let missing_file = dir.path().join("missing.db");
+    for (url, reached) in [
+        (
+            "postgres://nobody:secret-password@127.0.0.1:1/none?connect_timeout=2".to_owned(),
+            "127.0.0.1:1".to_owned(),
+        ),
+        (
+            format!(
+                "postgres://nobody:secret-password@/none?host={}",
+                socket_dir.display()
+            ),
+            socket_dir.join(".s.PGSQL.5432").display().to_string(),
+        ),
+        (
+            format!("sqlite://{}", missing_file.display()),
+            missing_file.display().to_string(),
+        ),
+    ] {
+        let (code, _, stderr) = run_audit_with_stderr(&["--database-url", &url]);
+        assert_eq!(code, 2, "{url}: {stderr}");
+        assert!(stderr.contains(&reached), "{url}: {stderr}");
+        assert!(!stderr.contains("secret-password"), "{url}: {stderr}");
+    }
 }
 
 #[test]
