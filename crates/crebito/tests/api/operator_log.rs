@@ -3,11 +3,9 @@
 //! went, so that a wrong password, a missing socket and a timed-out
 //! statement are each recognisable; a password never appears.
 
-mod support;
-
 use std::time::Duration;
 
-use support::Crebito;
+use crate::helpers::{self, Crebito};
 
 /// Starts `crebito serve --listen LISTEN EXTRA…` on `database_url`.
 fn serve(database_url: &str, listen: &str, extra: &[&str]) -> Crebito {
@@ -26,7 +24,7 @@ async fn admin_session(url: &str) -> tokio_postgres::Client {
 
 #[tokio::test]
 async fn a_wrong_password_is_named_in_the_log() {
-    let url = support::fresh_postgres_database().await;
+    let url = helpers::fresh_postgres_database().await;
     let role = format!("crebito_pw_{}", std::process::id());
     admin_session(&url)
         .await
@@ -36,13 +34,13 @@ async fn a_wrong_password_is_named_in_the_log() {
         .await
         .unwrap();
     // The right password is accepted, so what fails below is the password.
-    let right = support::with_credentials(&url, &role, "right-password");
+    let right = helpers::with_credentials(&url, &role, "right-password");
     let (client, _) = tokio_postgres::connect(&right, tokio_postgres::NoTls)
         .await
         .expect("the right password connects");
     drop(client);
 
-    let wrong = support::with_credentials(&url, &role, "wrong-secret");
+    let wrong = helpers::with_credentials(&url, &role, "wrong-secret");
     let crebito = serve(&wrong, "127.0.0.1:0", &[]);
     let log = crebito.wait_for_log(
         &format!("password authentication failed for user \"{role}\""),
@@ -72,7 +70,7 @@ fn a_missing_socket_is_named_in_the_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_statement_is_named_in_the_log() {
-    let url = support::fresh_postgres_database().await;
+    let url = helpers::fresh_postgres_database().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -89,7 +87,7 @@ async fn a_timed_out_statement_is_named_in_the_log() {
         .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
         .await
         .unwrap();
-    let (status, body) = support::post_new_connection(
+    let (status, body) = helpers::post_new_connection(
         &base,
         1,
         None,

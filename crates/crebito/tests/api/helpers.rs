@@ -1,13 +1,13 @@
-//! Test support: a throwaway PostgreSQL server, fresh databases, and the
-//! real router served on a real socket.
+//! What every test shares: one throwaway PostgreSQL server per test run,
+//! fresh databases, [`TestApp::spawn`] (the real router on a real socket on
+//! a fresh ledger), the [`Fixture`]s of the ledger matrix, and a real
+//! `crebito` process ([`Crebito`]).
 //!
 //! Why not the `pgtemp` crate: it runs `initdb`/`postgres` as the current
 //! user, and CI runs as root, which PostgreSQL refuses. This helper runs the
 //! server as the `postgres` system user when started as root.
 
-#![allow(dead_code)]
-
-use std::io::Write;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +21,37 @@ use crebito::ledger::{AnyLedger, DatabaseUrl, Ledger, LedgerOptions};
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+/// What a case of the ledger matrix (`on_every_ledger!`) starts from, made
+/// for one backend; the case's parameter type chooses it.
+pub trait Fixture: Sized {
+    fn make(backend: Backend) -> impl Future<Output = Self>;
+}
+
+/// Runs `case` on a fixture made for `backend`: the body of every test
+/// that `on_every_ledger!` generates.
+pub async fn run_on<F, C, R>(backend: Backend, case: C)
+where
+    F: Fixture,
+    C: FnOnce(F) -> R,
+    R: Future<Output = ()>,
+{
+    case(F::make(backend).await).await
+}
+
+/// The backend itself, for cases that set up their own database.
+impl Fixture for Backend {
+    async fn make(backend: Backend) -> Self {
+        backend
+    }
+}
+
+/// A served, freshly seeded ledger.
+impl Fixture for TestApp {
+    async fn make(backend: Backend) -> Self {
+        TestApp::spawn(backend).await
+    }
 }
 
 /// Set this to a PostgreSQL URL of a role that may CREATE DATABASE to use an
@@ -320,16 +351,16 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// Starts a server on a fresh database of `backend`.
-    pub async fn start(backend: Backend) -> TestApp {
+    /// Serves the real router on a fresh, seeded database of `backend`.
+    pub async fn spawn(backend: Backend) -> TestApp {
         let (url, dir) = fresh_database(backend).await;
-        let mut app = Self::start_on(&url).await;
+        let mut app = Self::spawn_on(&url).await;
         app._dir = dir;
         app
     }
 
-    /// Starts another server (instance) on an existing database.
-    pub async fn start_on(url: &str) -> TestApp {
+    /// Serves another instance (its own pool) on an existing database.
+    pub async fn spawn_on(url: &str) -> TestApp {
         let ledger = Arc::new(open_ledger(url).await);
         let base = serve(ledger.clone()).await;
         TestApp {
@@ -438,8 +469,40 @@ pub struct Crebito {
 }
 
 impl Crebito {
+    /// Starts `crebito serve` on `database_url` on a free loopback port
+    /// (with `--pool-size 4` and `RUST_LOG=warn`) and waits until its
+    /// `/health` answers 200; returns it with its base URL.
+    pub async fn serve(database_url: &str) -> (Crebito, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let process = Crebito::spawn(
+            &["serve", "--listen", &listen, "--pool-size", "4"],
+            &[("DATABASE_URL", database_url), ("RUST_LOG", "warn")],
+        );
+        let base = format!("http://{listen}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{base}/health")).await {
+                if r.status() == 200 {
+                    return (process, base);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "crebito did not become healthy:\n{}",
+                process.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Starts `crebito ARGS` with `RUST_LOG=info`, `NO_COLOR` unset and
-    /// `env` added, stdout discarded and stderr collected.
+    /// `env` added (it may override both), stdout discarded and stderr
+    /// collected.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Crebito {
         let mut child = Command::new(env!("CARGO_BIN_EXE_crebito"))
             .args(args)
@@ -489,22 +552,6 @@ impl Crebito {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-
-    /// Waits for the process to exit; returns its exit code.
-    pub fn wait(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for crebito") {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "crebito still running after {within:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 impl Drop for Crebito {
@@ -514,12 +561,6 @@ impl Drop for Crebito {
     }
 }
 
-/// Writes to stderr so that slow steps show up in `--nocapture` runs.
-pub fn note(message: &str) {
-    let _ = writeln!(std::io::stderr(), "{message}");
-}
-
-#[cfg(test)]
 mod tests {
     #[test]
     fn with_credentials_replaces_only_the_user_and_password() {

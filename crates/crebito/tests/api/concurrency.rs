@@ -3,23 +3,63 @@
 //! behind the load balancer, must never overdraw, lose an update or show a
 //! statement whose balance and rows disagree.
 
-mod support;
-
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crebito::ledger::Ledger;
 use serde_json::{json, Value};
-use support::{Backend, TestApp};
+
+use crate::helpers::{self, Backend, Crebito, Fixture, TestApp};
+
+on_every_ledger!(
+    validation_bursts,
+    only_affordable_debits_succeed,
+    statements_are_snapshots,
+    two_processes_share_one_database,
+);
 
 /// Two in-process instances (separate pools) on one fresh database.
-async fn two_instances(backend: Backend) -> (TestApp, TestApp) {
-    let first = TestApp::start(backend).await;
-    let second = TestApp::start_on(&first.database_url).await;
-    (first, second)
+struct TwoInstances {
+    first: TestApp,
+    second: TestApp,
+}
+
+impl Fixture for TwoInstances {
+    async fn make(backend: Backend) -> Self {
+        let first = TestApp::spawn(backend).await;
+        let second = TestApp::spawn_on(&first.database_url).await;
+        TwoInstances { first, second }
+    }
+}
+
+impl TwoInstances {
+    fn bases(&self) -> Vec<String> {
+        vec![self.first.base.clone(), self.second.base.clone()]
+    }
+}
+
+async fn validation_bursts(pair: TwoInstances) {
+    assert_validation_bursts(pair.bases(), pair.first.ledger.as_ref()).await;
+}
+
+async fn only_affordable_debits_succeed(pair: TwoInstances) {
+    assert_only_affordable_debits_succeed(pair.bases(), pair.first.ledger.as_ref()).await;
+}
+
+async fn statements_are_snapshots(pair: TwoInstances) {
+    assert_statements_are_snapshots(pair.bases()).await;
+}
+
+/// Two real `crebito` processes on one database, started together:
+/// migrations must be safe when they race.
+async fn two_processes_share_one_database(backend: Backend) {
+    let (url, _dir) = helpers::fresh_database(backend).await;
+    let ((_a, a), (_b, b)) = tokio::join!(Crebito::serve(&url), Crebito::serve(&url));
+    let ledger = helpers::open_ledger(&url).await;
+    let bases = vec![a, b];
+    assert_validation_bursts(bases.clone(), &ledger).await;
+    assert_only_affordable_debits_succeed(bases, &ledger).await;
 }
 
 async fn statement_new_connection(base: &str, id: i64) -> Value {
@@ -32,7 +72,7 @@ async fn statement_new_connection(base: &str, id: i64) -> Value {
         .send()
         .await
         .expect("send");
-    let (status, body) = support::read(response).await;
+    let (status, body) = helpers::read(response).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -49,7 +89,7 @@ async fn burst(
         .map(|i| {
             let base = bases[i % bases.len()].clone();
             let body = json!({"valor": valor, "tipo": tipo, "descricao": format!("b{i}")});
-            tokio::spawn(async move { support::post_new_connection(&base, id, None, body).await })
+            tokio::spawn(async move { helpers::post_new_connection(&base, id, None, body).await })
         })
         .collect();
     let mut results = Vec::with_capacity(count);
@@ -59,7 +99,7 @@ async fn burst(
     results
 }
 
-async fn validation_bursts(bases: Vec<String>, ledger: &impl Ledger) {
+async fn assert_validation_bursts(bases: Vec<String>, ledger: &impl Ledger) {
     // docs/contract.md §5 phases 1 and 2.
     let debits = burst(&bases, 25, 1, 1, "d").await;
     assert!(debits.iter().all(|(s, _)| *s == 200), "{debits:?}");
@@ -83,7 +123,7 @@ async fn validation_bursts(bases: Vec<String>, ledger: &impl Ledger) {
     assert!(ledger.audit().await.unwrap().holds());
 }
 
-async fn only_affordable_debits_succeed(bases: Vec<String>, ledger: &impl Ledger) {
+async fn assert_only_affordable_debits_succeed(bases: Vec<String>, ledger: &impl Ledger) {
     // Account 2: limite 80000. 100 debits of 1000: exactly 80 fit.
     let results = burst(&bases, 100, 2, 1000, "d").await;
     let ok = results.iter().filter(|(s, _)| *s == 200).count();
@@ -106,7 +146,7 @@ async fn only_affordable_debits_succeed(bases: Vec<String>, ledger: &impl Ledger
 /// postings are credits of 1 on an account at 0, so the posting that
 /// returned saldo k was the k-th to commit; a statement with total T must
 /// then list exactly the postings T, T-1, …, T-9, in that order.
-async fn statements_are_snapshots(bases: Vec<String>) {
+async fn assert_statements_are_snapshots(bases: Vec<String>) {
     const POSTINGS: usize = 150;
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..4)
@@ -122,7 +162,7 @@ async fn statements_are_snapshots(bases: Vec<String>) {
                         .send()
                         .await
                         .unwrap();
-                    let (status, body) = support::read(response).await;
+                    let (status, body) = helpers::read(response).await;
                     assert_eq!(status, 200);
                     seen.push(body);
                 }
@@ -158,105 +198,4 @@ async fn statements_are_snapshots(bases: Vec<String>) {
     assert!(statements > 0);
     let body = statement_new_connection(&bases[0], 4).await;
     assert_eq!(body["saldo"]["total"], POSTINGS as i64);
-}
-
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let (a, b) = super::two_instances(super::Backend::Sqlite).await;
-                    super::$case(vec![a.base.clone(), b.base.clone()], a.ledger.as_ref()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let (a, b) = super::two_instances(super::Backend::Postgres).await;
-                    super::$case(vec![a.base.clone(), b.base.clone()], a.ledger.as_ref()).await;
-                }
-            )*
-        }
-    };
-}
-
-async fn statements_are_snapshots_case(bases: Vec<String>, _ledger: &impl Ledger) {
-    statements_are_snapshots(bases).await
-}
-
-both_backends!(
-    validation_bursts,
-    only_affordable_debits_succeed,
-    statements_are_snapshots_case
-);
-
-/// A `crebito serve` process on `database_url`; killed on drop.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    async fn start(database_url: &str) -> Process {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_crebito"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--pool-size",
-                "4",
-            ])
-            .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn crebito");
-        let base = format!("http://127.0.0.1:{port}");
-        let process = Process { child, base };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/health", process.base)).await {
-                if r.status() == 200 {
-                    return process;
-                }
-            }
-            assert!(Instant::now() < deadline, "crebito did not become healthy");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn two_processes(backend: Backend) {
-    let (url, _dir) = support::fresh_database(backend).await;
-    // Started together: migrations must be safe when they race.
-    let (a, b) = tokio::join!(Process::start(&url), Process::start(&url));
-    let ledger = support::open_ledger(&url).await;
-    let bases = vec![a.base.clone(), b.base.clone()];
-    validation_bursts(bases.clone(), &ledger).await;
-    only_affordable_debits_succeed(bases, &ledger).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_processes_share_one_sqlite_file() {
-    two_processes(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_processes_share_one_postgres_database() {
-    two_processes(Backend::Postgres).await;
 }

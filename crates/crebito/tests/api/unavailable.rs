@@ -1,13 +1,15 @@
 //! When the database cannot be reached the API answers 503 with a JSON
 //! error body, within a bounded time, and never leaks the cause.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use crebito::ledger::postgres::PostgresLedger;
 use crebito::ledger::LedgerOptions;
+
+use crate::helpers::{self, TestApp};
+
+on_every_ledger!(restarting_on_the_same_database_keeps_balances_and_seeds_once);
 
 #[tokio::test]
 async fn unreachable_postgres_is_503_not_a_hang() {
@@ -21,7 +23,7 @@ async fn unreachable_postgres_is_503_not_a_hang() {
         },
     )
     .unwrap();
-    let base = support::serve(Arc::new(ledger)).await;
+    let base = helpers::serve(Arc::new(ledger)).await;
     // A hang would hit this client timeout and fail the test.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -36,7 +38,7 @@ async fn unreachable_postgres_is_503_not_a_hang() {
             .body(r#"{"valor": 1, "tipo": "c", "descricao": "x"}"#),
     ];
     for request in requests {
-        let (status, body) = support::read(request.send().await.expect("answered in time")).await;
+        let (status, body) = helpers::read(request.send().await.expect("answered in time")).await;
         assert_eq!(status, 503, "{body}");
         let message = body["error"].as_str().unwrap();
         assert_eq!(message, "service unavailable");
@@ -49,26 +51,22 @@ async fn unreachable_postgres_is_503_not_a_hang() {
         .send()
         .await
         .unwrap();
-    assert_eq!(support::read(response).await.0, 422);
+    assert_eq!(helpers::read(response).await.0, 422);
 }
 
-#[tokio::test]
-async fn restarting_on_the_same_database_keeps_balances_and_seeds_once() {
-    for backend in [support::Backend::Sqlite, support::Backend::Postgres] {
-        let first = support::TestApp::start(backend).await;
-        let (status, _) = first.post(3, 700, "d", "antes").await;
-        assert_eq!(status, 200);
-        // A second instance re-runs the migrations on the same database.
-        let second = support::TestApp::start_on(&first.database_url).await;
-        let (_, body) = second.statement("3").await;
-        assert_eq!(body["saldo"]["total"], -700, "{backend:?}");
-        let report = crebito::ledger::Ledger::audit(second.ledger.as_ref())
-            .await
-            .unwrap();
-        let ids: Vec<i32> = report.accounts.iter().map(|a| a.account).collect();
-        assert_eq!(ids, [1, 2, 3, 4, 5], "{backend:?}");
-        assert!(report.holds());
-    }
+async fn restarting_on_the_same_database_keeps_balances_and_seeds_once(first: TestApp) {
+    let (status, _) = first.post(3, 700, "d", "antes").await;
+    assert_eq!(status, 200);
+    // A second instance re-runs the migrations on the same database.
+    let second = TestApp::spawn_on(&first.database_url).await;
+    let (_, body) = second.statement("3").await;
+    assert_eq!(body["saldo"]["total"], -700);
+    let report = crebito::ledger::Ledger::audit(second.ledger.as_ref())
+        .await
+        .unwrap();
+    let ids: Vec<i32> = report.accounts.iter().map(|a| a.account).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    assert!(report.holds());
 }
 
 async fn admin_session(url: &str) -> tokio_postgres::Client {
@@ -79,10 +77,10 @@ async fn admin_session(url: &str) -> tokio_postgres::Client {
     client
 }
 
-async fn bounded_app(query_timeout_ms: u64) -> (support::TestApp, String) {
-    let url = support::fresh_postgres_database().await;
+async fn bounded_app(query_timeout_ms: u64) -> (TestApp, String) {
+    let url = helpers::fresh_postgres_database().await;
     // Apply the migrations once with the default options.
-    support::open_ledger(&url).await;
+    helpers::open_ledger(&url).await;
     let ledger = PostgresLedger::new(
         &url,
         &LedgerOptions {
@@ -92,8 +90,8 @@ async fn bounded_app(query_timeout_ms: u64) -> (support::TestApp, String) {
         },
     )
     .unwrap();
-    let base = support::serve(Arc::new(ledger)).await;
-    let mut app = support::TestApp::start_on(&url).await;
+    let base = helpers::serve(Arc::new(ledger)).await;
+    let mut app = TestApp::spawn_on(&url).await;
     app.base = base;
     (app, url)
 }

@@ -2,17 +2,14 @@
 //! once per account and key, on both ledgers, also under concurrent
 //! duplicates through two instances.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::helpers::{self, TestApp};
 use crebito::ledger::Ledger;
 use serde_json::{json, Value};
-#[allow(unused_imports)] // used by the generated modules
-use support::{Backend, TestApp};
 
 async fn post_with_key(base: &str, id: i64, key: &str, body: Value) -> (u16, Value) {
-    support::post_new_connection(base, id, Some(key), body).await
+    helpers::post_new_connection(base, id, Some(key), body).await
 }
 
 async fn transactions_of(app: &TestApp, account: i32) -> i64 {
@@ -92,14 +89,14 @@ async fn invalid_keys_are_422(app: TestApp) {
         .send()
         .await
         .unwrap();
-    assert_eq!(support::read(response).await.0, 422);
+    assert_eq!(helpers::read(response).await.0, 422);
     let (status, _) = post_with_key(&app.base, 1, &"k".repeat(64), body).await;
     assert_eq!(status, 200);
     assert_eq!(transactions_of(&app, 1).await, 1);
 }
 
 async fn concurrent_duplicates_post_once(app: TestApp) {
-    let second = TestApp::start_on(&app.database_url).await;
+    let second = TestApp::spawn_on(&app.database_url).await;
     let bases = [app.base.clone(), second.base.clone()];
     for round in 0..3 {
         let key = format!("dup-{round}");
@@ -155,28 +152,7 @@ async fn expired_keys_are_purged(app: TestApp) {
     );
 }
 
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::TestApp::start(super::Backend::Sqlite).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::TestApp::start(super::Backend::Postgres).await).await;
-                }
-            )*
-        }
-    };
-}
-
-both_backends!(
+on_every_ledger!(
     retries_are_applied_once,
     refusals_are_remembered,
     invalid_keys_are_422,

@@ -1,8 +1,10 @@
 //! `crebito audit`: exit 0 when every account holds, 1 when one does not.
 
-mod support;
-
 use std::process::Command;
+
+use crate::helpers::{self, TestApp};
+
+on_every_ledger!(audit_passes_then_catches_a_tampered_balance);
 
 fn audit(url: &str) -> (i32, String) {
     run_audit(&["--database-url", url])
@@ -29,42 +31,21 @@ fn run_audit_with_stderr(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_passes_then_catches_a_tampered_balance() {
-    for backend in [support::Backend::Sqlite, support::Backend::Postgres] {
-        let app = support::TestApp::start(backend).await;
-        app.post(1, 500, "c", "a").await;
-        app.post(1, 200, "d", "b").await;
-        let (code, out) = audit(&app.database_url);
-        assert_eq!(code, 0, "{backend:?}: {out}");
-        assert!(out.contains("audit passed"), "{out}");
-        // Move a balance without a transaction row.
-        match backend {
-            support::Backend::Sqlite => {
-                let path = app.database_url.strip_prefix("sqlite://").unwrap();
-                let conn = rusqlite::Connection::open(path).unwrap();
-                conn.execute("UPDATE accounts SET balance = balance + 1 WHERE id = 2", [])
-                    .unwrap();
-            }
-            support::Backend::Postgres => {
-                let (client, connection) =
-                    tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
-                        .await
-                        .unwrap();
-                tokio::spawn(connection);
-                client
-                    .execute(
-                        "UPDATE accounts SET balance = balance + 1 WHERE id = 2",
-                        &[],
-                    )
-                    .await
-                    .unwrap();
-            }
-        }
-        let (code, out) = audit(&app.database_url);
-        assert_eq!(code, 1, "{backend:?}: {out}");
-        assert!(out.contains("FAILED"), "{out}");
-    }
+async fn audit_passes_then_catches_a_tampered_balance(app: TestApp) {
+    app.post(1, 500, "c", "a").await;
+    app.post(1, 200, "d", "b").await;
+    let (code, out) = audit(&app.database_url);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("audit passed"), "{out}");
+    // Move a balance without a transaction row.
+    helpers::execute_unchecked(
+        &app.database_url,
+        "UPDATE accounts SET balance = balance + 1 WHERE id = 2",
+    )
+    .await;
+    let (code, out) = audit(&app.database_url);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAILED"), "{out}");
 }
 
 #[test]
@@ -113,7 +94,7 @@ fn audit_creates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_checks_a_client_record_of_postings() {
-    let app = support::TestApp::start(support::Backend::Sqlite).await;
+    let app = TestApp::spawn(helpers::Backend::Sqlite).await;
     app.post(1, 10, "c", "ack-1").await;
     app.post(2, 90000, "d", "refused-1").await; // over the limit: 422
     let dir = tempfile::tempdir().unwrap();

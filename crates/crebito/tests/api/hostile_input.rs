@@ -5,8 +5,9 @@
 //!
 //! `PROPTEST_CASES=N` sets the number of cases per property (default 256);
 //! `scripts/fuzz SECONDS` runs these properties in a loop with fresh seeds.
-//! A failing case is saved under `proptest-regressions/` and replayed first
-//! on every later run: commit that file to keep the regression test.
+//! A failing case is saved beside this file, in `hostile_input.regressions`,
+//! and replayed first on every later run: commit that file to keep the
+//! regression test.
 
 use std::sync::{Arc, LazyLock};
 

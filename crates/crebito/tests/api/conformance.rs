@@ -2,34 +2,11 @@
 //! written once and run against both ledgers through the real
 //! router on a real socket. Every test gets a fresh, seeded database.
 
-mod support;
-
 use serde_json::json;
-use support::{Backend, TestApp};
 
-/// Generates one `#[tokio::test]` per case and backend.
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestApp::start(super::Backend::Sqlite).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestApp::start(super::Backend::Postgres).await).await;
-                }
-            )*
-        }
-    };
-}
+use crate::helpers::{self, TestApp};
 
-conformance!(
+on_every_ledger!(
     seeded_accounts,
     unknown_accounts_are_404,
     posting_moves_the_balance,
@@ -202,7 +179,7 @@ async fn status_rules(app: TestApp) {
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
-        async move { support::read(request.send().await.unwrap()).await }
+        async move { helpers::read(request.send().await.unwrap()).await }
     };
     let valid = br#"{"valor": 1, "tipo": "c", "descricao": "x"}"#.to_vec();
 
@@ -270,7 +247,7 @@ async fn status_rules(app: TestApp) {
         .send()
         .await
         .unwrap();
-    assert_eq!(support::read(response).await.0, 413);
+    assert_eq!(helpers::read(response).await.0, 413);
     let exactly = format!(
         r#"{{"valor": 1, "tipo": "c", "descricao": "x", "pad": "{}"}}"#,
         "a".repeat(1024 - 54)
@@ -293,7 +270,7 @@ async fn status_rules(app: TestApp) {
             .send()
             .await
             .unwrap();
-        let (status, body) = support::read(response).await;
+        let (status, body) = helpers::read(response).await;
         assert_eq!(status, expected, "{method} {path}: {body}");
         assert!(body["error"].is_string());
     }
@@ -421,7 +398,7 @@ async fn timestamps_format(app: TestApp) {
 
 async fn health(app: TestApp) {
     let response = app.client.get(app.url("/health")).send().await.unwrap();
-    let (status, body) = support::read(response).await;
+    let (status, body) = helpers::read(response).await;
     assert_eq!(status, 200);
     assert_eq!(body, json!({"status": "ok"}));
 }
@@ -430,7 +407,7 @@ async fn stored_codes_that_name_nothing_are_errors(app: TestApp) {
     // A kind that is neither 'c' nor 'd' is an error, not a debit.
     let (status, _) = app.post(1, 10, "c", "antes").await;
     assert_eq!(status, 200);
-    support::execute_unchecked(&app.database_url, "UPDATE transactions SET kind = 'x'").await;
+    helpers::execute_unchecked(&app.database_url, "UPDATE transactions SET kind = 'x'").await;
     let (status, body) = app.statement("1").await;
     assert_eq!(status, 503, "{body}");
     let ledger = app.ledger.as_ref();
@@ -441,14 +418,14 @@ async fn stored_codes_that_name_nothing_are_errors(app: TestApp) {
     // An idempotency outcome that names nothing is an error, not a refusal.
     let key = Some("k1");
     let body = json!({"valor": 5, "tipo": "c", "descricao": "chave"});
-    let (status, _) = support::post_new_connection(&app.base, 2, key, body.clone()).await;
+    let (status, _) = helpers::post_new_connection(&app.base, 2, key, body.clone()).await;
     assert_eq!(status, 200);
-    support::execute_unchecked(
+    helpers::execute_unchecked(
         &app.database_url,
         "UPDATE idempotency_keys SET outcome = 'refused'",
     )
     .await;
-    let (status, answer) = support::post_new_connection(&app.base, 2, key, body).await;
+    let (status, answer) = helpers::post_new_connection(&app.base, 2, key, body).await;
     assert_eq!(status, 503, "{answer}");
     let (_, statement) = app.statement("2").await;
     assert_eq!(statement["saldo"]["total"], 5, "{statement}");
