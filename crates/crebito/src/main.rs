@@ -1,5 +1,6 @@
 //! The `crebito` binary: parses the configuration and wires the pieces.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,12 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal (not in files or pipes),
+        // and not when NO_COLOR is set (https://no-color.org).
+        .with_ansi(
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let mode = match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => Mode::Serve(args.into()),

@@ -552,6 +552,22 @@ impl Crebito {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for crebito") {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "crebito still running after {within:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Crebito {

@@ -1,7 +1,8 @@
 //! The operator can see why: a database failure is logged with its whole
 //! cause (the server's message, the I/O error) and where the connection
 //! went, so that a wrong password, a missing socket and a timed-out
-//! statement are each recognisable; a password never appears.
+//! statement are each recognisable; a password never appears. A log
+//! written to a file or a pipe is plain text.
 
 use std::time::Duration;
 
@@ -101,4 +102,25 @@ async fn a_timed_out_statement_is_named_in_the_log() {
         Duration::from_secs(10),
     );
     blocker.batch_execute("ROLLBACK").await.unwrap();
+}
+
+#[test]
+fn a_log_written_to_a_pipe_has_no_colour_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("ledger.db").display());
+    let socket = dir.path().join("missing-dir").join("api.sock");
+    // Opens the ledger (info lines), then cannot listen (an error line)
+    // and exits.
+    let mut crebito = serve(&database, &format!("unix:{}", socket.display()), &[]);
+    assert_eq!(crebito.wait(Duration::from_secs(30)), Some(1));
+    let log = crebito.log_bytes();
+    let text = String::from_utf8_lossy(&log);
+    assert!(
+        text.contains("ERROR") && text.contains("cannot listen on"),
+        "{text}"
+    );
+    assert!(
+        !log.contains(&0x1b),
+        "colour escapes in a piped log: {text:?}"
+    );
 }
