@@ -2,15 +2,17 @@
 //! `deploy/` without a Docker engine: the compose file's limits, the single
 //! published port, the two API instances, and the rules the other deployment
 //! files must keep (durability on, every PostgreSQL deviation explained, no
-//! second copy of the schema).
+//! second copy of the schema). Limits and environment are read through
+//! `crebito_deploy`, the same reader `scripts/stack` uses.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crebito_deploy::{Compose, Limits};
 use serde_yaml::Value;
 
-/// Most CPUs the whole stack may use, in thousandths.
-const CPU_BUDGET_MILLIS: u64 = 1500;
+/// Most CPU time the whole stack may use, microseconds per 100 ms (1.5 CPUs).
+const CPU_BUDGET_QUOTA_US: u64 = 150_000;
 /// Most memory the whole stack may use, in MB.
 const MEMORY_BUDGET_MB: u64 = 550;
 
@@ -18,7 +20,7 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
-        .expect("crates/crebito sits two levels below the repository root")
+        .expect("crates/crebito-deploy sits two levels below the repository root")
         .to_path_buf()
 }
 
@@ -27,85 +29,36 @@ fn read(relative: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
-fn compose() -> Value {
-    serde_yaml::from_str(&read("deploy/docker-compose.yml"))
-        .expect("deploy/docker-compose.yml is valid YAML")
+fn compose() -> Compose {
+    Compose::load(repo_root().join("deploy/docker-compose.yml")).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn services(compose: &Value) -> BTreeMap<String, Value> {
-    compose["services"]
-        .as_mapping()
-        .expect("compose file has a `services` mapping")
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().expect("service names are strings").to_owned(),
-                v.clone(),
-            )
-        })
+fn services(compose: &Compose) -> BTreeMap<String, Value> {
+    compose
+        .services()
+        .map(|(name, def)| (name, def.clone()))
         .collect()
 }
 
-/// `"0.25"` -> 250. Compose limits are written as strings (and must be).
-fn cpus_millis(service: &str, value: &Value) -> u64 {
-    let text = value.as_str().unwrap_or_else(|| {
-        panic!(
-            "{service}: deploy.resources.limits.cpus must be a string like \"0.25\", got {value:?}"
-        )
-    });
-    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+/// The service's limits, which must be written as strings (`"0.25"`,
+/// `"70MB"`: YAML would read `0.10` as the number 0.1) and memory in whole MB
+/// (the challenge's notation).
+fn limits(compose: &Compose, service: &str) -> Limits {
+    let limits = compose.limits(service).unwrap_or_else(|e| panic!("{e}"));
+    let written = &compose.document()["services"][service]["deploy"]["resources"]["limits"];
+    for key in ["cpus", "memory"] {
+        assert!(
+            written[key].is_string(),
+            "{service}: deploy.resources.limits.{key} must be a string like \"0.25\" or \"70MB\", got {:?}",
+            written[key]
+        );
+    }
     assert!(
-        !whole.is_empty() || !frac.is_empty(),
-        "{service}: cpus {text:?} is not a number"
+        limits.memory.megabytes().is_some(),
+        "{service}: memory {:?} must be a whole number of MB",
+        limits.memory.text()
     );
-    assert!(
-        frac.len() <= 3
-            && whole
-                .chars()
-                .chain(frac.chars())
-                .all(|c| c.is_ascii_digit()),
-        "{service}: cpus {text:?} is not a decimal with at most 3 places"
-    );
-    let whole: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse().unwrap()
-    };
-    let frac: u64 = format!("{frac:0<3}").parse().unwrap();
-    whole * 1000 + frac
-}
-
-/// `"70MB"` -> 70. The challenge's rule writes memory in MB.
-fn memory_mb(service: &str, value: &Value) -> u64 {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("{service}: deploy.resources.limits.memory must be a string like \"70MB\", got {value:?}"));
-    let number = text
-        .strip_suffix("MB")
-        .unwrap_or_else(|| panic!("{service}: memory {text:?} must be written in MB"));
-    number
-        .parse()
-        .unwrap_or_else(|_| panic!("{service}: memory {text:?} is not a whole number of MB"))
-}
-
-fn limits(service: &str, def: &Value) -> (u64, u64) {
-    let limits = &def["deploy"]["resources"]["limits"];
-    assert!(
-        limits.is_mapping(),
-        "service {service} has no deploy.resources.limits"
-    );
-    assert!(
-        !limits["cpus"].is_null(),
-        "service {service} has no cpus limit"
-    );
-    assert!(
-        !limits["memory"].is_null(),
-        "service {service} has no memory limit"
-    );
-    (
-        cpus_millis(service, &limits["cpus"]),
-        memory_mb(service, &limits["memory"]),
-    )
+    limits
 }
 
 /// Container ports a service publishes on the host: (host port, container port).
@@ -148,44 +101,44 @@ fn is_api(def: &Value) -> bool {
             .is_some_and(|i| i.starts_with("crebito"))
 }
 
-fn environment(service: &str, def: &Value) -> BTreeMap<String, String> {
-    def["environment"]
+/// The service's environment, whose values must be written as strings (quote
+/// numbers).
+fn environment(compose: &Compose, service: &str) -> BTreeMap<String, String> {
+    let written = &compose.document()["services"][service]["environment"];
+    for (key, value) in written
         .as_mapping()
         .unwrap_or_else(|| panic!("{service}: environment must be a mapping"))
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => panic!(
-                    "{service}: environment values are strings (quote numbers), got {other:?}"
-                ),
-            };
-            (k.as_str().unwrap().to_owned(), v)
-        })
-        .collect()
+    {
+        assert!(
+            value.is_string(),
+            "{service}: environment values are strings (quote numbers), {key:?} is {value:?}"
+        );
+    }
+    compose
+        .environment(service)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn limits_stay_within_the_budget_and_every_service_has_them() {
     let compose = compose();
-    let services = services(&compose);
-    assert!(!services.is_empty());
-    let (mut cpus, mut memory) = (0, 0);
-    for (name, def) in &services {
-        let (c, m) = limits(name, def);
-        assert!(c > 0 && m > 0, "{name}: limits must be positive");
-        cpus += c;
-        memory += m;
+    let names = compose.service_names();
+    assert!(!names.is_empty());
+    let (mut quota_us, mut memory_mb) = (0, 0);
+    for name in &names {
+        let limits = limits(&compose, name);
+        quota_us += limits.cpus.quota_us();
+        memory_mb += limits.memory.megabytes().unwrap();
     }
     assert!(
-        cpus <= CPU_BUDGET_MILLIS,
-        "the services' cpus add up to {}.{:03}, more than 1.5",
-        cpus / 1000,
-        cpus % 1000
+        quota_us <= CPU_BUDGET_QUOTA_US,
+        "the services' cpus add up to {}.{:05}, more than 1.5",
+        quota_us / 100_000,
+        quota_us % 100_000
     );
     assert!(
-        memory <= MEMORY_BUDGET_MB,
-        "the services' memory adds up to {memory}MB, more than {MEMORY_BUDGET_MB}MB"
+        memory_mb <= MEMORY_BUDGET_MB,
+        "the services' memory adds up to {memory_mb}MB, more than {MEMORY_BUDGET_MB}MB"
     );
 }
 
@@ -233,11 +186,14 @@ fn exactly_two_identical_api_instances_behind_the_balancer() {
     let nginx = read("deploy/nginx.conf");
     let (a, b) = (&services["api01"], &services["api02"]);
     assert_eq!(
-        limits("api01", a),
-        limits("api02", b),
+        limits(&compose, "api01"),
+        limits(&compose, "api02"),
         "both instances get the same limits"
     );
-    let (mut env_a, mut env_b) = (environment("api01", a), environment("api02", b));
+    let (mut env_a, mut env_b) = (
+        environment(&compose, "api01"),
+        environment(&compose, "api02"),
+    );
     for (name, env) in [("api01", &env_a), ("api02", &env_b)] {
         let listen = env
             .get("CREBITO_LISTEN")
@@ -443,8 +399,7 @@ fn nginx_never_retries_a_post_and_closes_idle_upstreams_first() {
     // The upstream keep-alive idle timeout must be shorter than the API's
     // (CREBITO_IDLE_TIMEOUT_SECS, 75 s by default), so nginx closes first.
     let compose = compose();
-    let services = services(&compose);
-    let api_idle: u64 = environment("api01", &services["api01"])
+    let api_idle: u64 = environment(&compose, "api01")
         .get("CREBITO_IDLE_TIMEOUT_SECS")
         .map_or(75, |v| {
             v.parse().expect("CREBITO_IDLE_TIMEOUT_SECS is a number")
