@@ -6,15 +6,21 @@
 //! the same key, so a posting whose first answer was lost is still applied
 //! at most once. Every posting's final outcome goes to a JSON Lines record
 //! that `crebito audit --acknowledged FILE` checks against the database; a
-//! JSON summary gives status counts and latencies for the scenario scripts
-//! (`scripts/faults`).
+//! JSON summary gives status counts and latencies, and the run is judged
+//! against the thresholds the scenario sets (`--allow`, `--max-ms`, …): one
+//! `ok:`/`FAIL:` line per check, exit status 1 when any fails. The scenario
+//! scripts (`scripts/faults`) read no JSON themselves.
+
+mod checks;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use checks::{KindsAt, Thresholds};
 use clap::Parser;
 use crebito::audit::{ClientRecord, Outcome};
 use rand::rngs::StdRng;
@@ -22,7 +28,16 @@ use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-/// Drive postings at a crebito deployment and record every outcome.
+/// Drive postings at a crebito deployment, record every outcome, and judge
+/// the run against the given thresholds.
+///
+/// Attempt kinds: the HTTP status ("200", "422", "503", …), or "timeout",
+/// "connect", "io" when no answer came; "lost" in a threshold stands for
+/// every attempt without a final answer (anything but 200 and 422).
+///
+/// Exit status: 0 when every check holds, 1 when one fails (an answer that
+/// breaks the contract, or a threshold), 2 for bad arguments or when the
+/// record or summary cannot be written.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "crebito-faults", version)]
 struct Args {
@@ -62,13 +77,51 @@ struct Args {
     /// Where to write the record of postings (JSON Lines).
     #[arg(long)]
     record: PathBuf,
-    /// Where to write the summary (JSON); stdout when absent.
+    /// Where to write the summary (JSON); stdout when absent (the report
+    /// of the checks then goes to stderr).
     #[arg(long)]
     summary: Option<PathBuf>,
+    /// Attempt kinds allowed, comma-separated (e.g. 200,422,503); any other
+    /// kind fails the run.
+    #[arg(long, value_delimiter = ',')]
+    allow: Vec<String>,
+    /// KIND[+KIND...]=MS: the slowest attempt of these kinds must take less
+    /// than MS milliseconds (e.g. 503=3000). Repeatable.
+    #[arg(long, value_name = "KINDS=MS")]
+    max_ms: Vec<KindsAt>,
+    /// KIND[+KIND...]=PERCENT: attempts of these kinds must be at least
+    /// PERCENT of all attempts (e.g. 200+422=90). Repeatable.
+    #[arg(long, value_name = "KINDS=PERCENT")]
+    min_share: Vec<KindsAt>,
+    /// KIND[+KIND...]=N: at least N attempts of these kinds (e.g. 503=1,
+    /// lost=1). Repeatable.
+    #[arg(long, value_name = "KINDS=N")]
+    min_count: Vec<KindsAt>,
+    /// Every posting must get a final answer (200 or 422) within
+    /// --retry-for-secs.
+    #[arg(long)]
+    require_final: bool,
+    /// At least N postings must be refused (422), so that "nothing refused
+    /// is stored" is put to the test.
+    #[arg(long, value_name = "N")]
+    min_refused: Option<u64>,
+}
+
+impl Args {
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            allow: self.allow.clone(),
+            max_ms: self.max_ms.clone(),
+            min_share: self.min_share.clone(),
+            min_count: self.min_count.clone(),
+            require_final: self.require_final,
+            min_refused: self.min_refused,
+        }
+    }
 }
 
 /// Counts and latencies of a run.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 struct Summary {
     /// Postings started.
     postings: u64,
@@ -310,31 +363,44 @@ async fn main() -> ExitCode {
     }
     let summary = summary.lock().await;
     let json = serde_json::to_string_pretty(&*summary).expect("summary");
-    match &args.summary {
+    // The human report goes where the JSON does not.
+    let mut report: Box<dyn std::io::Write> = match &args.summary {
         Some(path) => {
             if let Err(e) = std::fs::write(path, json + "\n") {
                 eprintln!("crebito-faults: cannot write {}: {e}", path.display());
                 return ExitCode::from(2);
             }
+            Box::new(std::io::stdout())
         }
-        None => println!("{json}"),
-    }
-    eprintln!(
-        "crebito-faults: {} postings: {} acknowledged ({} after a retry), {} refused, {} unknown; attempts {:?}",
+        None => {
+            println!("{json}");
+            Box::new(std::io::stderr())
+        }
+    };
+    let slowest: BTreeMap<&String, u64> = summary
+        .max_latency_ms
+        .iter()
+        .map(|(k, ms)| (k, ms.round() as u64))
+        .collect();
+    let mut lines = vec![format!(
+        "{} postings: {} acknowledged ({} after a retry), {} refused, {} unknown; attempts {:?}; slowest ms {:?}",
         summary.postings,
         summary.acknowledged,
         summary.acknowledged_after_retry,
         summary.refused,
         summary.unknown,
-        summary.attempts
-    );
-    if summary.contract_violations.is_empty() {
+        summary.attempts,
+        slowest
+    )];
+    let verdicts = args.thresholds().judge(&summary);
+    lines.extend(verdicts.iter().map(ToString::to_string));
+    for line in lines {
+        // A closed pipe must not turn a verdict into a panic.
+        let _ = writeln!(report, "{line}");
+    }
+    if verdicts.iter().all(|v| v.ok) {
         ExitCode::SUCCESS
     } else {
-        eprintln!(
-            "crebito-faults: contract violations: {:?}",
-            summary.contract_violations
-        );
         ExitCode::FAILURE
     }
 }
