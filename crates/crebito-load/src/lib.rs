@@ -6,8 +6,9 @@
 //! * [`scenario`] and [`check`] — the simulation's requests and checks.
 //! * [`http`] — one HTTP/1.1 connection per virtual user (hyper).
 //! * [`runner`] — phases, ticks and open-model scheduling.
+//! * [`run`] — one run, from the readiness probe to the [`Summary`](summary::Summary) value.
 //! * [`stats`], [`score`], [`summary`] — what is measured and how it scores.
-//! * [`report`] and [`svg`] — the HTML report.
+//! * [`report`] — the presenters (text, JSON, HTML), which only read the summary.
 
 #![warn(missing_docs)]
 
@@ -16,174 +17,11 @@ pub mod http;
 pub mod injection;
 pub mod progress;
 pub mod report;
+pub mod run;
 pub mod runner;
 pub mod scenario;
 pub mod score;
 pub mod stats;
 pub mod summary;
-pub mod svg;
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
-
-use crate::http::Target;
-use crate::injection::LoadPlan;
-use crate::runner::{Ctx, RunConfig, RunError};
-use crate::score::Score;
-use crate::stats::{Group, GroupStats, Recorder};
-use crate::summary::{Generator, Groups, RunInfo, Summary, LAG_P99_LIMIT_MS};
-
-/// A finished run: the summary and the series the report draws.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunReport {
-    /// Figures and score.
-    pub summary: Summary,
-    /// Per-second series.
-    pub series: stats::TimeSeries,
-    /// Latency distribution.
-    pub distribution: stats::Distribution,
-    /// Percentile curves per group: (percentile %, ms).
-    pub curves: Vec<Vec<(f64, f64)>>,
-    /// Start of each phase: (seconds since start, name).
-    pub phases: Vec<(f64, String)>,
-}
-
-/// Runs the official simulation as `config` says, on the current tokio
-/// runtime (`threads` is only reported).
-pub async fn run(config: &RunConfig, threads: usize) -> Result<RunReport, RunError> {
-    let target = Target::resolve(&config.base_url).await?;
-    runner::wait_ready(&target, config.wait_ready).await?;
-    let plan = LoadPlan::new(config.scale, config.rate);
-    let started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
-    let cpu_before = cpu_time();
-    let t0 = Instant::now();
-    let ctx = Arc::new(Ctx {
-        target,
-        recorder: Recorder::new(t0),
-        phase: AtomicUsize::new(0),
-        phase_starts: std::sync::Mutex::new(Vec::new()),
-    });
-    let progress = config.progress.then(|| {
-        let planned = config.tick * 5 + Duration::from_secs(plan.seconds());
-        progress::Progress::start(ctx.clone(), planned)
-    });
-    runner::run_phases(ctx.clone(), &plan, config.seed, config.tick).await;
-    if let Some(p) = progress {
-        p.stop().await;
-    }
-    let cpu_after = cpu_time();
-    let cpu_user_s = (cpu_after.0 - cpu_before.0).max(0.0);
-    let cpu_sys_s = (cpu_after.1 - cpu_before.1).max(0.0);
-    let cpu_s = cpu_user_s + cpu_sys_s;
-    let recorded = ctx.recorder.finish();
-    let last_end_us = recorded
-        .requests
-        .iter()
-        .map(|r| r.start_us + r.latency_us)
-        .max()
-        .unwrap_or(0);
-    let duration_s = (last_end_us as f64 / 1e6).max(1e-6);
-
-    let stats_of = |g: Group| {
-        stats::group_stats(
-            g.label(),
-            recorded.requests.iter().filter(|r| r.group == g),
-            duration_s,
-        )
-    };
-    let all: GroupStats = stats::group_stats("todas", recorded.requests.iter(), duration_s);
-    let inconsistencies: u64 = recorded
-        .failures
-        .iter()
-        .filter(|f| f.inconsistency)
-        .map(|f| f.count)
-        .sum();
-    let score = Score::compute(all.ranges.under_250ms, all.requests, inconsistencies);
-    let lag = &recorded.lag;
-    let lag_users = lag.len();
-    let lag_ms = |v: u64| {
-        if lag_users == 0 {
-            0.0
-        } else {
-            v as f64 / 1000.0
-        }
-    };
-    let generator = Generator {
-        users: lag_users,
-        lag_p50_ms: lag_ms(lag.value_at_quantile(0.5)),
-        lag_p99_ms: lag_ms(lag.value_at_quantile(0.99)),
-        lag_max_ms: lag_ms(lag.max()),
-        trustworthy: lag_ms(lag.value_at_quantile(0.99)) <= LAG_P99_LIMIT_MS,
-        cpu_s,
-        cpu_user_s,
-        cpu_sys_s,
-        cpu_us_per_request: if all.requests == 0 {
-            0.0
-        } else {
-            cpu_s * 1e6 / all.requests as f64
-        },
-        threads,
-    };
-    let mut summary = Summary {
-        requests: all.requests,
-        ok: all.ok,
-        ko: all.ko,
-        latency_ms: all.latency_ms.clone(),
-        gatling_ms: all.gatling_ms.clone(),
-        requests_per_s: all.requests_per_s,
-        ranges: all.ranges.clone(),
-        groups: Groups {
-            debitos: stats_of(Group::Debits),
-            creditos: stats_of(Group::Credits),
-            extratos: stats_of(Group::Statements),
-            validacoes: stats_of(Group::Validations),
-        },
-        failures: recorded.failures.clone(),
-        generator,
-        run: RunInfo {
-            base_url: config.base_url.clone(),
-            scale: config.scale,
-            rate: config.rate,
-            seed: config.seed,
-            step_seconds: plan.debits.ramp_seconds,
-            planned_requests: plan.total_requests(),
-            started_at,
-            duration_s,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        },
-        ..Summary::default()
-    };
-    summary.set_score(score);
-    let seconds = duration_s.ceil() as usize;
-    let phases = ctx
-        .phase_starts
-        .lock()
-        .expect("phase lock")
-        .iter()
-        .map(|(s, n)| (*s, n.to_string()))
-        .collect();
-    Ok(RunReport {
-        summary,
-        series: stats::time_series(&recorded, seconds),
-        distribution: stats::distribution(&recorded),
-        curves: stats::percentile_curves(&recorded),
-        phases,
-    })
-}
-
-/// CPU time (user, system) used by this process so far, in s.
-fn cpu_time() -> (f64, f64) {
-    // SAFETY: getrusage only writes into the struct we pass.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return (0.0, 0.0);
-        }
-        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-        (t(usage.ru_utime), t(usage.ru_stime))
-    }
-}
+pub use run::{run, RunReport};

@@ -171,7 +171,7 @@ fn output(args: &Args, report: &RunReport) -> Result<(), String> {
         print!("{text}");
     }
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report.summary).map_err(|e| e.to_string())? + "\n";
+        let json = report::json::render(&report.summary).map_err(|e| e.to_string())?;
         if json_to_stdout {
             std::io::stdout()
                 .write_all(json.as_bytes())

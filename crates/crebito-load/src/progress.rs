@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::report::format::group_thousands;
 use crate::runner::{Ctx, PHASES};
-use crate::score::group_thousands;
 
 /// Refresh period of the bar.
 const BAR_PERIOD: Duration = Duration::from_millis(250);

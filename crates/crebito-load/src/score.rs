@@ -79,24 +79,6 @@ pub fn usd(cents: u64) -> f64 {
     cents as f64 / 100.0
 }
 
-/// Formats cents as `USD 100,000.00`.
-pub fn format_usd(cents: u64) -> String {
-    format!("USD {}.{:02}", group_thousands(cents / 100), cents % 100)
-}
-
-/// `61503` → `61,503`.
-pub fn group_thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,7 +89,6 @@ mod tests {
         assert_eq!(s.pct_hundredths, 10_000);
         assert_eq!(s.fine_latency_cents, 0);
         assert_eq!(s.payout_cents, 10_000_000);
-        assert_eq!(format_usd(s.payout_cents), "USD 100,000.00");
     }
 
     #[test]
@@ -124,8 +105,7 @@ mod tests {
         // 10 · 803.01 = 8,030.10; 100,000 − 8,030.10 = 91,969.90.
         let s = Score::compute(100, 100, 10);
         assert_eq!(s.fine_inconsistency_cents, 803_010);
-        assert_eq!(format_usd(s.fine_inconsistency_cents), "USD 8,030.10");
-        assert_eq!(format_usd(s.payout_cents), "USD 91,969.90");
+        assert_eq!(s.payout_cents, 9_196_990);
     }
 
     #[test]
@@ -143,7 +123,5 @@ mod tests {
         assert_eq!(Score::compute(1, 16_000, 0).pct_hundredths, 1);
         // The payout never goes below zero.
         assert_eq!(Score::compute(0, 10, 200).payout_cents, 0);
-        assert_eq!(group_thousands(1_234_567), "1,234,567");
-        assert_eq!(group_thousands(999), "999");
     }
 }

@@ -4,21 +4,7 @@
 
 use std::fmt::Write as _;
 
-/// Escapes text for HTML and SVG.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
+use super::format::{esc, trim};
 
 /// An axis: range, linear or logarithmic, title and tick labels.
 #[derive(Debug, Clone)]
@@ -55,35 +41,6 @@ pub fn nice_step(span: f64, target: f64) -> f64 {
         10.0
     };
     nice * mag
-}
-
-/// Formats a number compactly (`1.5k`, `250`, `0.25`).
-pub fn short(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1e6 {
-        format!("{}M", trim(v / 1e6))
-    } else if a >= 1e4 {
-        format!("{}k", trim(v / 1e3))
-    } else {
-        trim(v)
-    }
-}
-
-fn trim(v: f64) -> String {
-    let s = if v.fract().abs() < 1e-9 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else if v.abs() >= 0.1 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    };
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
 }
 
 impl Axis {
@@ -442,6 +399,7 @@ impl Chart {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::format::short;
 
     #[test]
     fn nice_numbers() {

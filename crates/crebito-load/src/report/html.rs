@@ -1,15 +1,13 @@
 //! The self-contained HTML report (`--report DIR`): `index.html` with inline
-//! CSS and inline SVG charts (no script, no external font or file), and
-//! `summary.json`.
+//! CSS and inline SVG charts (no script, no external font or file).
 
 use std::fmt::Write as _;
-use std::path::Path;
 
+use super::format::{esc, format_usd, group_thousands, ms, one_line, short};
+use super::svg::{Axis, Band, Bar, Chart, Line};
 use crate::runner::PHASES;
-use crate::score::{format_usd, group_thousands};
 use crate::stats::Group;
-use crate::summary::{ms, one_line, LAG_P99_LIMIT_MS};
-use crate::svg::{esc, short, Axis, Band, Bar, Chart, Line};
+use crate::summary::LAG_P99_LIMIT_MS;
 use crate::RunReport;
 
 /// Colour of each group, in [`Group::ALL`] order (colour-blind safe).
@@ -18,15 +16,6 @@ pub const GROUP_COLORS: [&str; 4] = ["#d95f02", "#1b9e77", "#7570b3", "#e7298a"]
 pub const KO_COLOR: &str = "#c62828";
 const PERCENTILE_COLORS: [&str; 5] = ["#9ecae1", "#6baed6", "#3182bd", "#08519c", "#7f2704"];
 const WIDTH: f64 = 1120.0;
-
-/// Writes `index.html` and `summary.json` into `dir` (created if needed).
-pub fn write(dir: &Path, report: &RunReport) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("index.html"), html(report))?;
-    let json = serde_json::to_string_pretty(&report.summary).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("summary.json"), json + "\n")?;
-    Ok(())
-}
 
 fn ms_label(v: f64) -> String {
     if v >= 1000.0 {
@@ -644,7 +633,7 @@ footer p{margin:6px 0}
 "#;
 
 /// The whole `index.html`.
-pub fn html(report: &RunReport) -> String {
+pub fn render(report: &RunReport) -> String {
     let s = &report.summary;
     let r = &s.run;
     let mut o = String::with_capacity(256 * 1024);
