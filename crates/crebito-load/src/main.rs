@@ -45,8 +45,9 @@ struct Args {
     #[arg(long, env = "CREBITO_LOAD_SEED")]
     seed: Option<u64>,
 
-    /// Before starting, probe GET /clientes/1/extrato every 2 s for up to
-    /// this many seconds, like the official script.
+    /// Before starting, probe GET /clientes/1/extrato every 2 s, like the
+    /// official script, until it answers 2xx or this many seconds have passed
+    /// (the last probe at the end; 0 probes once).
     #[arg(long, value_name = "SECS", default_value_t = 40)]
     wait_ready: u64,
 

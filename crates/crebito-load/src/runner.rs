@@ -115,30 +115,40 @@ impl Ctx {
     }
 }
 
-/// Probes `GET /clientes/1/extrato` every 2 s until it answers 2xx or
-/// `wait` has passed (at least one probe).
+/// Time between two readiness probes, as the official script (docs/contract.md §4).
+pub const PROBE_PERIOD: Duration = Duration::from_secs(2);
+
+/// Probes `GET /clientes/1/extrato` every [`PROBE_PERIOD`] until it answers
+/// 2xx or `wait` has passed: the first probe at once, the last one when `wait`
+/// ends (so `wait` is waited in full, and a zero `wait` probes once). Each
+/// probe gets at most [`PROBE_PERIOD`] to answer.
+///
+/// Errors: [`RunError::NotReady`] with the last probe's outcome.
 pub async fn wait_ready(target: &Target, wait: Duration) -> Result<(), RunError> {
     let started = Instant::now();
+    let deadline = started + wait;
     let probe = scenario::balance_check(0).request;
     loop {
+        let probe_at = Instant::now();
         let mut conn = Connection::new();
-        let attempt = tokio::time::timeout(Duration::from_secs(2), conn.send(target, &probe)).await;
+        let attempt = tokio::time::timeout(PROBE_PERIOD, conn.send(target, &probe)).await;
         let last = match attempt {
             Ok((Ok(Response { status, .. }), _, _)) if (200..300).contains(&status) => {
                 return Ok(())
             }
             Ok((Ok(Response { status, .. }), _, _)) => format!("HTTP {status}"),
             Ok((Err(e), _, _)) => e.to_string(),
-            Err(_) => "no answer within 2 s".to_string(),
+            Err(_) => format!("no answer within {} s", PROBE_PERIOD.as_secs()),
         };
-        if started.elapsed() + Duration::from_secs(2) > wait {
+        let now = Instant::now();
+        if now >= deadline {
             return Err(RunError::NotReady {
                 url: target.base_url.trim_end_matches('/').to_string(),
-                waited_s: started.elapsed().as_secs(),
+                waited_s: wait.as_secs(),
                 last,
             });
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        sleep_until((probe_at + PROBE_PERIOD).min(deadline)).await;
     }
 }
 
