@@ -4,7 +4,8 @@
 //!
 //! Exit status: 0 when the run completed (and the payout is at least
 //! `--fail-under`), 1 when the payout is below `--fail-under`, 2 on unusable
-//! arguments or an unreachable target.
+//! arguments or an unreachable target, 3 when the target is not freshly
+//! seeded and `--allow-dirty` is not given.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -13,8 +14,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crebito_load::runner::RunConfig;
-use crebito_load::{report, RunReport};
+use crebito_load::runner::{RunConfig, RunError};
+use crebito_load::{report, run, starting_state, RunReport};
 
 /// The official Rinha de Backend 2024/Q1 load test (crébitos), with its SLA
 /// score and an HTML report.
@@ -59,6 +60,12 @@ struct Args {
     /// then goes to stderr).
     #[arg(long, value_name = "FILE")]
     json: Option<String>,
+
+    /// Run even when the target is not freshly seeded (the five accounts'
+    /// statements are read first; without this flag a used ledger stops the
+    /// run with exit status 3).
+    #[arg(long)]
+    allow_dirty: bool,
 
     /// Exit with status 1 when the payout is below this many USD.
     #[arg(long, value_name = "USD")]
@@ -114,6 +121,7 @@ fn main() -> ExitCode {
         wait_ready: Duration::from_secs(args.wait_ready),
         tick: Duration::from_millis(args.tick_ms.max(1)),
         progress: true,
+        allow_dirty: args.allow_dirty,
     };
     let threads = usize::from(args.threads);
     let runtime = if threads == 1 {
@@ -137,8 +145,12 @@ fn main() -> ExitCode {
         "crebito-load: target {}, scale {}, rate ×{}, seed {seed}",
         config.base_url, config.scale, config.rate
     );
-    let report = match runtime.block_on(crebito_load::run(&config, threads)) {
+    let report = match runtime.block_on(start(&config, threads)) {
         Ok(r) => r,
+        Err(e @ RunError::NotFresh(_)) => {
+            eprintln!("crebito-load: {e}");
+            return ExitCode::from(EXIT_NOT_FRESH);
+        }
         Err(e) => {
             eprintln!("crebito-load: {e}");
             return ExitCode::from(2);
@@ -161,6 +173,27 @@ fn main() -> ExitCode {
         }
         _ => ExitCode::SUCCESS,
     }
+}
+
+/// Exit status when the target is not freshly seeded and `--allow-dirty`
+/// is not given.
+const EXIT_NOT_FRESH: u8 = 3;
+
+/// [`crebito_load::run`], saying before the run starts when the target is
+/// not freshly seeded.
+async fn start(config: &RunConfig, threads: usize) -> Result<RunReport, RunError> {
+    let target = run::connect(config).await?;
+    let starting = starting_state::inspect(&target).await;
+    if !starting.fresh {
+        if !config.allow_dirty {
+            return Err(RunError::NotFresh(starting));
+        }
+        eprintln!(
+            "crebito-load: WARNING: the target is not freshly seeded ({}); running anyway (--allow-dirty): the opening checks expect every seeded account at balance 0, expect fines for that",
+            starting.problems().join("; ")
+        );
+    }
+    Ok(run::execute(config, target, starting, threads).await)
 }
 
 fn output(args: &Args, report: &RunReport) -> Result<(), String> {

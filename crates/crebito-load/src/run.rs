@@ -14,7 +14,8 @@ use crate::injection::LoadPlan;
 use crate::progress;
 use crate::runner::{self, Ctx, RunConfig, RunError};
 use crate::score::Score;
-use crate::stats::{self, Group, GroupStats, Recorder};
+use crate::starting_state::{self, StartingState};
+use crate::stats::{self, Group, GroupStats, Recorded, Recorder};
 use crate::summary::{Generator, Groups, RunInfo, Summary, LAG_P99_LIMIT_MS};
 
 /// A finished run: the summary and the series the report draws.
@@ -32,11 +33,40 @@ pub struct RunReport {
     pub phases: Vec<(f64, String)>,
 }
 
-/// Runs the official simulation as `config` says, on the current tokio
-/// runtime (`threads` is only reported).
-pub async fn run(config: &RunConfig, threads: usize) -> Result<RunReport, RunError> {
+/// Resolves the target and waits until it answers (`--wait-ready`).
+///
+/// Errors: [`RunError::Target`] for an unusable base URL,
+/// [`RunError::NotReady`] when the readiness probe never passed.
+pub async fn connect(config: &RunConfig) -> Result<Target, RunError> {
     let target = Target::resolve(&config.base_url).await?;
     runner::wait_ready(&target, config.wait_ready).await?;
+    Ok(target)
+}
+
+/// Runs the official simulation as `config` says, on the current tokio
+/// runtime (`threads` is only reported): [`connect`], read the
+/// [`StartingState`], then [`execute`].
+///
+/// Errors: those of [`connect`], and [`RunError::NotFresh`] when the target
+/// is not freshly seeded and `config.allow_dirty` is not set (nothing is
+/// sent then but the five statement reads).
+pub async fn run(config: &RunConfig, threads: usize) -> Result<RunReport, RunError> {
+    let target = connect(config).await?;
+    let starting = starting_state::inspect(&target).await;
+    if !starting.fresh && !config.allow_dirty {
+        return Err(RunError::NotFresh(starting));
+    }
+    Ok(execute(config, target, starting, threads).await)
+}
+
+/// Runs every phase against `target` and summarises the run; `starting`
+/// is what [`starting_state::inspect`] found, kept in the summary.
+pub async fn execute(
+    config: &RunConfig,
+    target: Target,
+    starting: StartingState,
+    threads: usize,
+) -> RunReport {
     let plan = LoadPlan::new(config.scale, config.rate);
     let started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let cpu_before = cpu_time();
@@ -56,10 +86,92 @@ pub async fn run(config: &RunConfig, threads: usize) -> Result<RunReport, RunErr
         p.stop().await;
     }
     let cpu_after = cpu_time();
-    let cpu_user_s = (cpu_after.0 - cpu_before.0).max(0.0);
-    let cpu_sys_s = (cpu_after.1 - cpu_before.1).max(0.0);
-    let cpu_s = cpu_user_s + cpu_sys_s;
+    let cpu = Cpu {
+        user_s: (cpu_after.0 - cpu_before.0).max(0.0),
+        sys_s: (cpu_after.1 - cpu_before.1).max(0.0),
+    };
     let recorded = ctx.recorder.finish();
+    let phases = ctx
+        .phase_starts
+        .lock()
+        .expect("phase lock")
+        .iter()
+        .map(|(s, n)| (*s, n.to_string()))
+        .collect();
+    let info = RunInfo {
+        base_url: config.base_url.clone(),
+        scale: config.scale,
+        rate: config.rate,
+        seed: config.seed,
+        step_seconds: plan.debits.ramp_seconds,
+        planned_requests: plan.total_requests(),
+        started_at,
+        duration_s: 0.0,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let summary = summarize(
+        &recorded,
+        info,
+        generator(&recorded, cpu, threads),
+        starting,
+    );
+    let seconds = summary.run.duration_s.ceil() as usize;
+    RunReport {
+        series: stats::time_series(&recorded, seconds),
+        distribution: stats::distribution(&recorded),
+        curves: stats::percentile_curves(&recorded),
+        summary,
+        phases,
+    }
+}
+
+/// CPU time the generator used during a run, in s.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    user_s: f64,
+    sys_s: f64,
+}
+
+/// The generator's own figures: start lag of the open-model users and CPU.
+fn generator(recorded: &Recorded, cpu: Cpu, threads: usize) -> Generator {
+    let lag = &recorded.lag;
+    let users = lag.len();
+    let lag_ms = |v: u64| {
+        if users == 0 {
+            0.0
+        } else {
+            v as f64 / 1000.0
+        }
+    };
+    let requests = recorded.requests.len();
+    let cpu_s = cpu.user_s + cpu.sys_s;
+    Generator {
+        users,
+        lag_p50_ms: lag_ms(lag.value_at_quantile(0.5)),
+        lag_p99_ms: lag_ms(lag.value_at_quantile(0.99)),
+        lag_max_ms: lag_ms(lag.max()),
+        trustworthy: lag_ms(lag.value_at_quantile(0.99)) <= LAG_P99_LIMIT_MS,
+        cpu_s,
+        cpu_user_s: cpu.user_s,
+        cpu_sys_s: cpu.sys_s,
+        cpu_us_per_request: if requests == 0 {
+            0.0
+        } else {
+            cpu_s * 1e6 / requests as f64
+        },
+        threads,
+    }
+}
+
+/// The summary value of a run: per-group statistics, failures and the
+/// score (docs/contract.md §6). `info.duration_s` is filled here: from the
+/// first request's start to the last response.
+fn summarize(
+    recorded: &Recorded,
+    mut info: RunInfo,
+    generator: Generator,
+    starting: StartingState,
+) -> Summary {
     let last_end_us = recorded
         .requests
         .iter()
@@ -67,7 +179,7 @@ pub async fn run(config: &RunConfig, threads: usize) -> Result<RunReport, RunErr
         .max()
         .unwrap_or(0);
     let duration_s = (last_end_us as f64 / 1e6).max(1e-6);
-
+    info.duration_s = duration_s;
     let stats_of = |g: Group| {
         stats::group_stats(
             g.label(),
@@ -83,39 +195,14 @@ pub async fn run(config: &RunConfig, threads: usize) -> Result<RunReport, RunErr
         .map(|f| f.count)
         .sum();
     let score = Score::compute(all.ranges.under_250ms, all.requests, inconsistencies);
-    let lag = &recorded.lag;
-    let lag_users = lag.len();
-    let lag_ms = |v: u64| {
-        if lag_users == 0 {
-            0.0
-        } else {
-            v as f64 / 1000.0
-        }
-    };
-    let generator = Generator {
-        users: lag_users,
-        lag_p50_ms: lag_ms(lag.value_at_quantile(0.5)),
-        lag_p99_ms: lag_ms(lag.value_at_quantile(0.99)),
-        lag_max_ms: lag_ms(lag.max()),
-        trustworthy: lag_ms(lag.value_at_quantile(0.99)) <= LAG_P99_LIMIT_MS,
-        cpu_s,
-        cpu_user_s,
-        cpu_sys_s,
-        cpu_us_per_request: if all.requests == 0 {
-            0.0
-        } else {
-            cpu_s * 1e6 / all.requests as f64
-        },
-        threads,
-    };
     let mut summary = Summary {
         requests: all.requests,
         ok: all.ok,
         ko: all.ko,
-        latency_ms: all.latency_ms.clone(),
-        gatling_ms: all.gatling_ms.clone(),
+        latency_ms: all.latency_ms,
+        gatling_ms: all.gatling_ms,
         requests_per_s: all.requests_per_s,
-        ranges: all.ranges.clone(),
+        ranges: all.ranges,
         groups: Groups {
             debitos: stats_of(Group::Debits),
             creditos: stats_of(Group::Credits),
@@ -124,35 +211,12 @@ pub async fn run(config: &RunConfig, threads: usize) -> Result<RunReport, RunErr
         },
         failures: recorded.failures.clone(),
         generator,
-        run: RunInfo {
-            base_url: config.base_url.clone(),
-            scale: config.scale,
-            rate: config.rate,
-            seed: config.seed,
-            step_seconds: plan.debits.ramp_seconds,
-            planned_requests: plan.total_requests(),
-            started_at,
-            duration_s,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        },
+        run: info,
+        starting_state: Some(starting),
         ..Summary::default()
     };
     summary.set_score(score);
-    let seconds = duration_s.ceil() as usize;
-    let phases = ctx
-        .phase_starts
-        .lock()
-        .expect("phase lock")
-        .iter()
-        .map(|(s, n)| (*s, n.to_string()))
-        .collect();
-    Ok(RunReport {
-        summary,
-        series: stats::time_series(&recorded, seconds),
-        distribution: stats::distribution(&recorded),
-        curves: stats::percentile_curves(&recorded),
-        phases,
-    })
+    summary
 }
 
 /// CPU time (user, system) used by this process so far, in s.

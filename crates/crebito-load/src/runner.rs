@@ -22,6 +22,7 @@ use crate::check::{run_checks, Session};
 use crate::http::{Connection, Response, Target, TargetError};
 use crate::injection::{LoadPlan, OpenInjection};
 use crate::scenario::{self, RandomTransaction, Step};
+use crate::starting_state::StartingState;
 use crate::stats::{Group, Outcome, Recorder};
 
 /// What to run.
@@ -43,6 +44,8 @@ pub struct RunConfig {
     pub tick: Duration,
     /// Show live progress on stderr.
     pub progress: bool,
+    /// Run even when the target is not freshly seeded (`--allow-dirty`).
+    pub allow_dirty: bool,
 }
 
 impl RunConfig {
@@ -57,6 +60,7 @@ impl RunConfig {
             wait_ready: Duration::from_secs(40),
             tick: Duration::from_secs(1),
             progress: false,
+            allow_dirty: false,
         }
     }
 }
@@ -77,6 +81,10 @@ pub enum RunError {
         /// The last probe's outcome.
         last: String,
     },
+    /// The five seeded accounts are not as freshly seeded (docs/contract.md
+    /// §2.3), and `allow_dirty` is not set.
+    #[error("the target is not freshly seeded ({}): the official test's opening checks expect every seeded account at balance 0 with no transaction, so the run would be fined for that; start from a seeded ledger (docs/load-test.md) or pass --allow-dirty", .0.problems().join("; "))]
+    NotFresh(StartingState),
 }
 
 /// The phases, for progress display and report markers.

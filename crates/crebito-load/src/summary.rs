@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::score::{usd, Score};
+use crate::starting_state::StartingState;
 use crate::stats::{FailureGroup, GatlingLatency, GroupStats, Latency, Ranges};
 
 /// Scheduling lag above which a run is not trustworthy, in ms (p99).
@@ -86,8 +87,11 @@ pub struct Generator {
     pub threads: usize,
 }
 
-/// Everything `--json` and `summary.json` contain.
+/// Everything `--json` and `summary.json` contain. Every field has a
+/// default when read, so that summaries written by older versions still load
+/// (`crebito-load compare`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Summary {
     /// Requests sent.
     pub requests: u64,
@@ -124,6 +128,9 @@ pub struct Summary {
     pub run: RunInfo,
     /// The score, exact (cents).
     pub score: Score,
+    /// The five seeded accounts as found before the run; `None` when not
+    /// read (summaries of older versions).
+    pub starting_state: Option<StartingState>,
 }
 
 impl Default for Score {

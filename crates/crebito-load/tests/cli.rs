@@ -6,6 +6,7 @@ mod common;
 use std::process::{Output, Stdio};
 
 use common::{start, Fault};
+use crebito_load::http::{Connection, Outgoing, Target};
 use serde_json::Value;
 
 async fn crebito_load(args: &[&str]) -> Output {
@@ -125,4 +126,99 @@ async fn payout_below_fail_under_exits_1() {
     let mut args = vec!["--base-url", server.url.as_str()];
     args.extend(TINY);
     assert_eq!(crebito_load(&args).await.status.code(), Some(0));
+}
+
+/// Makes the fake's account 1 used, as the README's "Try it" requests do.
+async fn post_two_transactions(url: &str) {
+    let target = Target::resolve(url).await.unwrap();
+    for body in [
+        r#"{"valor": 1000, "tipo": "c", "descricao": "salario"}"#,
+        r#"{"valor": 2500, "tipo": "d", "descricao": "mercado"}"#,
+    ] {
+        let request = Outgoing {
+            method: hyper::Method::POST,
+            path: "/clientes/1/transacoes".to_string(),
+            body: Some(body.to_string()),
+        };
+        let (response, _, _) = Connection::new().send(&target, &request).await;
+        assert_eq!(response.unwrap().status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_ledger_stops_the_run_with_exit_3() {
+    let server = start(Fault::None).await;
+    post_two_transactions(&server.url).await;
+    let before = server.fake.seen.lock().unwrap().requests;
+    let mut args = vec!["--base-url", server.url.as_str()];
+    args.extend(TINY);
+    let out = crebito_load(&args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("not freshly seeded"), "{stderr}");
+    assert!(
+        stderr.contains("account 1: balance -1500, 2 transactions"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-dirty"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    // Only the readiness probe and the five statements: no load was sent.
+    assert_eq!(server.fake.seen.lock().unwrap().requests, before + 1 + 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_dirty_runs_and_says_why_it_was_fined() {
+    let server = start(Fault::None).await;
+    post_two_transactions(&server.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let report_dir = dir.path().join("report");
+    let mut args = vec!["--base-url", server.url.as_str(), "--allow-dirty"];
+    args.extend(TINY);
+    args.extend(["--report", report_dir.to_str().unwrap()]);
+    let out = crebito_load(&args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Said before the run started, and in the summary.
+    let warned = stderr.find("not freshly seeded").expect("warned on stderr");
+    assert!(
+        stderr[..warned].contains("crebito-load: target"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("WARNING: the target was not freshly seeded (account 1: balance -1500"),
+        "{stdout}"
+    );
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(report_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["starting_state"]["fresh"], false);
+    assert!(summary["inconsistencies"].as_u64().unwrap() > 0);
+    // The payout lines name the failed checks behind fine B, by their
+    // number in the failures list.
+    let failures = summary["failures"].as_array().unwrap();
+    let (n, first) = failures
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f["inconsistency"] == true)
+        .unwrap();
+    let check = first["check"].as_str().unwrap();
+    let payout_at = stdout.find("PAYOUT").unwrap();
+    let after_payout = &stdout[payout_at..];
+    assert!(after_payout.contains("fine B USD"), "{stdout}");
+    assert!(
+        after_payout.contains(&format!("× {check}  (#{} under", n + 1)),
+        "{stdout}"
+    );
+    assert!(after_payout.contains("not freshly seeded"), "{stdout}");
+    // The report's score box links each check to its examples.
+    let html = std::fs::read_to_string(report_dir.join("index.html")).unwrap();
+    let score_box = &html[html.find(r#"class="score"#).unwrap()..];
+    let score_box = &score_box[..score_box.find("</section>").unwrap()];
+    assert!(
+        score_box.contains(&format!(r##"href="#failure-{}""##, n + 1)),
+        "{score_box}"
+    );
+    assert!(score_box.contains(r##"href="#starting-state""##));
+    assert!(html.contains(&format!(r#"id="failure-{}""#, n + 1)));
+    assert!(html.contains(r#"id="starting-state""#));
 }

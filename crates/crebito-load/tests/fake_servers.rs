@@ -41,15 +41,17 @@ async fn correct_server_scores_a_perfect_run() {
     assert_eq!(s.groups.validacoes.requests, 123);
 
     let seen = server.fake.seen.lock().unwrap();
-    // The run's requests and the readiness probe (not counted in the run).
-    assert_eq!(seen.requests, 633 + 1);
+    // The run's requests, the readiness probe and the five statements of
+    // the starting state (neither counted in the run).
+    assert_eq!(seen.requests, 633 + 1 + 5);
     assert_eq!(seen.bad_user_agent, 0);
     assert_eq!(seen.bad_content_type, 0);
     // One connection per user: every open-model user, each of the 52 + 1
     // single-request validation users, and the 5 per-account users with
-    // 3 more connections each for their parallel statement reads.
+    // 3 more connections each for their parallel statement reads; the
+    // probe and the five starting-state reads have one each.
     let users = plan.debits.users() + plan.credits.users() + plan.statements.users();
-    assert_eq!(seen.peers.len() as u64, 1 + users + 52 + 1 + 5 * 4);
+    assert_eq!(seen.peers.len() as u64, 1 + 5 + users + 52 + 1 + 5 * 4);
 }
 
 #[tokio::test]

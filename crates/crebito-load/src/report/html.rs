@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use super::fine_reasons;
 use super::format::{esc, format_usd, group_thousands, ms, one_line, short};
 use super::svg::{Axis, Band, Bar, Chart, Line};
 use crate::runner::PHASES;
@@ -452,7 +453,7 @@ fn failures(report: &RunReport) -> String {
     let mut o = String::from(
         r#"<table class="failures"><thead><tr><th>count</th><th>check or error</th><th>groups</th><th>first examples</th></tr></thead><tbody>"#,
     );
-    for f in &s.failures {
+    for (i, f) in s.failures.iter().enumerate() {
         let tag = if f.inconsistency {
             r#" <span class="tag">inconsistency</span>"#
         } else {
@@ -473,13 +474,48 @@ fn failures(report: &RunReport) -> String {
         }
         let _ = write!(
             o,
-            r#"<tr><td class="num">{}</td><td><code>{}</code>{tag}</td><td>{}</td><td>{ex}</td></tr>"#,
+            r#"<tr id="failure-{}"><td class="num">#{} · {}</td><td><code>{}</code>{tag}</td><td>{}</td><td>{ex}</td></tr>"#,
+            i + 1,
+            i + 1,
             group_thousands(f.count),
             esc(&f.check),
             esc(&f.groups.join(", "))
         );
     }
     o.push_str("</tbody></table>");
+    o
+}
+
+/// The reasons of every fine, each failed check linking to its examples in
+/// the failures table.
+fn fine_reasons_html(s: &crate::summary::Summary) -> String {
+    let mut o = String::from(r#"<ul class="reasons">"#);
+    for reason in fine_reasons(s) {
+        let _ = write!(
+            o,
+            "<li><b>{} {}</b>: {}",
+            reason.fine,
+            esc(&format_usd(reason.cents)),
+            esc(&reason.because)
+        );
+        if reason.not_fresh {
+            o.push_str(r##"; <a href="#starting-state">the target was not freshly seeded</a>"##);
+        }
+        if !reason.checks.is_empty() {
+            o.push_str("<ol>");
+            for (n, check, count) in &reason.checks {
+                let _ = write!(
+                    o,
+                    r##"<li><a href="#failure-{n}">{}</a> × {}</li>"##,
+                    esc(check),
+                    group_thousands(*count)
+                );
+            }
+            o.push_str("</ol>");
+        }
+        o.push_str("</li>");
+    }
+    o.push_str("</ul>");
     o
 }
 
@@ -494,9 +530,8 @@ fn score_box(report: &RunReport) -> String {
         "bad"
     };
     let verdict = match class {
-        "good" => "Perfect run: full payout.",
-        "warn" => "Fined.",
-        _ => "Heavily fined.",
+        "good" => "Perfect run: full payout.".to_string(),
+        _ => fine_reasons_html(s),
     };
     let mut o = String::new();
     let _ = write!(
@@ -564,6 +599,16 @@ fn score_box(report: &RunReport) -> String {
         !s.generator.trustworthy,
     );
     o.push_str("</div></section>");
+    if let Some(state) = s.starting_state.as_ref().filter(|st| !st.fresh) {
+        let mut items = String::new();
+        for problem in state.problems() {
+            let _ = write!(items, "<li>{}</li>", esc(&problem));
+        }
+        let _ = write!(
+            o,
+            r#"<section class="alert" id="starting-state"><b>The target was not freshly seeded.</b> Before the run, the five seeded accounts' statements showed:<ul>{items}</ul>The official test's opening checks expect every seeded account at balance 0 with no transaction, so they fail and are fined whatever the server does. Start from a seeded ledger to measure the server.</section>"#
+        );
+    }
     if !s.generator.trustworthy {
         let _ = write!(
             o,
@@ -587,11 +632,14 @@ h2{font-size:18px;margin:0 0 4px}
 .desc{color:var(--muted);margin:0 0 10px;font-size:14px}
 .score{display:flex;gap:28px;align-items:stretch;border-left:8px solid var(--good)}
 .score.warn{border-left-color:var(--warn)}.score.bad{border-left-color:var(--bad)}
-.payout{min-width:300px}
+.payout{min-width:300px;max-width:460px}
 .payout .label,.fact .label{color:var(--muted);font-size:13px;text-transform:uppercase;letter-spacing:.04em}
 .payout .big{font-size:40px;font-weight:700;letter-spacing:-.02em;white-space:nowrap}
 .score.good .big{color:var(--good)}.score.warn .big{color:var(--warn)}.score.bad .big{color:var(--bad)}
 .verdict{font-size:15px;color:var(--muted)}
+.verdict ul.reasons{margin:6px 0 0;padding-left:18px;font-size:14px;color:var(--fg)}
+.verdict ol{margin:2px 0 4px;padding-left:20px}
+.verdict code,.verdict a{overflow-wrap:anywhere}
 .facts{display:grid;grid-template-columns:repeat(3,1fr);gap:12px 22px;flex:1}
 .fact .value{font-size:22px;font-weight:650}
 .fact .sub{color:var(--muted);font-size:13px}

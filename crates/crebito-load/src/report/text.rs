@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::fine_reasons;
 use super::format::{format_usd, group_thousands, ms, one_line};
 use crate::summary::{Summary, LAG_P99_LIMIT_MS};
 
@@ -36,6 +37,13 @@ impl Summary {
             group_thousands(self.requests),
             group_thousands(r.planned_requests)
         );
+        if let Some(state) = self.starting_state.as_ref().filter(|s| !s.fresh) {
+            let _ = writeln!(
+                o,
+                "WARNING: the target was not freshly seeded ({}): the opening checks expect every seeded account at balance 0, their failures are fined",
+                state.problems().join("; ")
+            );
+        }
         rule(&mut o, "Response time, ms (µs resolution)");
         let _ = writeln!(
             o,
@@ -108,7 +116,7 @@ impl Summary {
         if self.failures.is_empty() {
             let _ = writeln!(o, "none");
         }
-        for f in &self.failures {
+        for (i, f) in self.failures.iter().enumerate() {
             let tag = if f.inconsistency {
                 "  [inconsistency]"
             } else {
@@ -116,20 +124,22 @@ impl Summary {
             };
             let _ = writeln!(
                 o,
-                "{:>8} × {}  ({}){tag}",
+                "#{:<3}{:>8} × {}  ({}){tag}",
+                i + 1,
                 group_thousands(f.count),
                 f.check,
                 f.groups.join(", ")
             );
             for e in f.examples.iter().take(2) {
-                let _ = writeln!(o, "           e.g. {}", e.request);
+                let _ = writeln!(o, "               e.g. {}", e.request);
                 match (&e.status, &e.response) {
                     (Some(status), Some(body)) => {
-                        let _ = writeln!(o, "                → {status} {}", one_line(body, 100));
-                        let _ = writeln!(o, "                  {}", one_line(&e.message, 100));
+                        let _ =
+                            writeln!(o, "                    → {status} {}", one_line(body, 100));
+                        let _ = writeln!(o, "                      {}", one_line(&e.message, 100));
                     }
                     _ => {
-                        let _ = writeln!(o, "                → {}", e.message);
+                        let _ = writeln!(o, "                    → {}", e.message);
                     }
                 }
             }
@@ -154,6 +164,27 @@ impl Summary {
             group_thousands(self.ko),
             format_usd(s.payout_cents)
         );
+        for reason in fine_reasons(self) {
+            let _ = writeln!(
+                o,
+                "{} {}: {}{}",
+                reason.fine,
+                format_usd(reason.cents),
+                reason.because,
+                if reason.not_fresh {
+                    "; the target was not freshly seeded (see the warning at the top)"
+                } else {
+                    ""
+                }
+            );
+            for (n, check, count) in &reason.checks {
+                let _ = writeln!(
+                    o,
+                    "    {:>8} × {check}  (#{n} under Failed checks and errors)",
+                    group_thousands(*count)
+                );
+            }
+        }
         rule(&mut o, "Load generator");
         let g = &self.generator;
         let _ = writeln!(

@@ -265,5 +265,6 @@ pub fn tiny(url: &str, seed: u64) -> RunConfig {
         wait_ready: Duration::from_secs(5),
         tick: Duration::from_millis(100),
         progress: false,
+        allow_dirty: false,
     }
 }
