@@ -1,26 +1,88 @@
 //! `crebito-load`: runs the official crébitos load test (docs/contract.md §5) against
 //! a base URL, prints the summary and the SLA score (docs/contract.md §6), and
-//! optionally writes an HTML report and a JSON summary.
+//! optionally writes an HTML report and a JSON summary. `crebito-load check`
+//! checks any implementation against the rules of docs/contract.md.
 //!
-//! Exit status: 0 when the run completed (and the payout is at least
-//! `--fail-under`), 1 when the payout is below `--fail-under`, 2 on unusable
-//! arguments or an unreachable target, 3 when the target is not freshly
-//! seeded and `--allow-dirty` is not given.
+//! Exit status of a run: 0 when the run completed (and the payout is at
+//! least `--fail-under`), 1 when the payout is below `--fail-under`, 2 on
+//! unusable arguments or an unreachable target, 3 when the target is not
+//! freshly seeded and `--allow-dirty` is not given. Of `check`: 0 when no
+//! check failed, 1 when one did, 2 on unusable arguments or an unreachable
+//! target.
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args as ClapArgs, Parser, Subcommand};
 
+use crebito_load::conformance::{self, CheckConfig};
 use crebito_load::runner::{RunConfig, RunError};
 use crebito_load::{report, run, starting_state, RunReport};
 
 /// The official Rinha de Backend 2024/Q1 load test (crébitos), with its SLA
-/// score and an HTML report.
+/// score and an HTML report. Without a subcommand it runs the load test.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check an implementation against docs/contract.md: one named check per
+    /// rule, each with its source; exit 1 when one fails. Run it on a
+    /// quiescent ledger (no other traffic); every balance it moves is put
+    /// back. Only the check about the seed needs a freshly seeded ledger (it
+    /// is skipped on a used one), so it can run after a load test.
+    Check(CheckArgs),
+}
+
+/// Options of `crebito-load check`.
+#[derive(Debug, ClapArgs)]
+struct CheckArgs {
+    /// Base URL of the API under test. Repeat it (or separate with commas)
+    /// for the instances of one deployment: concurrent requests and
+    /// read-your-write reads are spread over them.
+    #[arg(
+        long,
+        env = "CREBITO_LOAD_BASE_URL",
+        default_value = "http://localhost:9999",
+        value_delimiter = ','
+    )]
+    base_url: Vec<String>,
+
+    /// Run only these checks (repeat, or separate with commas); --list shows
+    /// the names.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    only: Vec<String>,
+
+    /// Run only the challenge's own rules, not this project's stricter
+    /// choices (for example 400 vs 422, 415, 405).
+    #[arg(long)]
+    only_challenge: bool,
+
+    /// Write the results as JSON to this file ("-" for stdout; the text then
+    /// goes to stderr).
+    #[arg(long, value_name = "FILE")]
+    json: Option<String>,
+
+    /// Before checking, probe GET /clientes/1/extrato every 2 s until it
+    /// answers 2xx or this many seconds have passed.
+    #[arg(long, value_name = "SECS", default_value_t = 40)]
+    wait_ready: u64,
+
+    /// List the checks (name, source, whose rule) and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+/// Options of a load-test run.
+#[derive(Debug, ClapArgs)]
 struct Args {
     /// Base URL of the API under test.
     #[arg(
@@ -110,7 +172,95 @@ fn raise_open_file_limit() {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check(args)) => check(&args),
+        None => load(&cli.run),
+    }
+}
+
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("crebito-load: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        })
+}
+
+/// `crebito-load check`.
+fn check(args: &CheckArgs) -> ExitCode {
+    if args.list {
+        for c in conformance::checks::catalogue() {
+            let whose = match c.challenge_allows {
+                None => "challenge".to_string(),
+                Some(allows) => format!("this project ({allows})"),
+            };
+            println!(
+                "{:<24} {:<22} {whose}\n{:<24} {}",
+                c.name, c.source, "", c.rule
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    raise_open_file_limit();
+    let runtime = match current_thread_runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let config = CheckConfig {
+        base_urls: args.base_url.clone(),
+        only: args.only.clone(),
+        only_challenge: args.only_challenge,
+    };
+    let result = runtime.block_on(async {
+        for url in &config.base_urls {
+            let target = crebito_load::http::Target::resolve(url)
+                .await
+                .map_err(|e| e.to_string())?;
+            crebito_load::runner::wait_ready(&target, Duration::from_secs(args.wait_ready))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        conformance::run(&config).await.map_err(|e| e.to_string())
+    });
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("crebito-load check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = conformance::present::text(&report);
+    let json_to_stdout = args.json.as_deref() == Some("-");
+    if json_to_stdout {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(path) = &args.json {
+        let written = conformance::present::json(&report).and_then(|json| {
+            if json_to_stdout {
+                std::io::stdout().write_all(json.as_bytes())
+            } else {
+                std::fs::write(path, json)
+            }
+        });
+        if let Err(e) = written {
+            eprintln!("crebito-load check: cannot write {path}: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// A load-test run.
+fn load(args: &Args) -> ExitCode {
     raise_open_file_limit();
     let seed = args.seed.unwrap_or_else(rand::random);
     let config = RunConfig {
@@ -156,7 +306,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match output(&args, &report) {
+    match output(args, &report) {
         Ok(()) => {}
         Err(e) => {
             eprintln!("crebito-load: {e}");

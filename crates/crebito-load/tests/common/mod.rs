@@ -268,3 +268,4 @@ pub fn tiny(url: &str, seed: u64) -> RunConfig {
         allow_dirty: false,
     }
 }
+pub mod contract_fake;
