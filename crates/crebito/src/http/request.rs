@@ -120,6 +120,10 @@ struct RawTransaction {
 /// object, repeats a field, or a field is missing, `null`, of the wrong type
 /// or out of range.
 pub fn parse_transaction(body: &[u8]) -> Result<Transaction, ApiError> {
+    // RFC 8259 §8.1: a JSON text is UTF-8 as a whole. serde_json does not
+    // look inside the strings that pass 1 skips, and pass 2 would call
+    // invalid UTF-8 in a string a field error (422).
+    std::str::from_utf8(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     // Pass 1, syntax only: a syntax error anywhere is a 400 even when a
     // field before it is already wrong.
     serde_json::from_slice::<IgnoredAny>(body)
@@ -205,6 +209,15 @@ mod tests {
             "\u{feff}{}",
         ] {
             assert_eq!(status(body), StatusCode::BAD_REQUEST, "{body:?}");
+        }
+        // Invalid UTF-8, also inside a string (docs/contract.md §2.1).
+        for body in [
+            &b"{\"valor\": 1, \"tipo\": \"c\", \"descricao\": \"\xff\"}"[..],
+            b"{\"valor\": 1, \"tipo\": \"c\", \"descricao\": \"\xc3\"}",
+            b"\xff",
+        ] {
+            let status = parse_transaction(body).map_or_else(|e| e.status(), |_| StatusCode::OK);
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
         }
         // Deep nesting is an error, not a stack overflow: unbalanced is
         // malformed, balanced is well-formed but not an object.
