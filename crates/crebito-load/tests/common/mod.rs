@@ -269,3 +269,4 @@ pub fn tiny(url: &str, seed: u64) -> RunConfig {
     }
 }
 pub mod contract_fake;
+pub mod postgres;
