@@ -10,12 +10,14 @@
 //!   [`starting_state`] — whether the target is freshly seeded before it.
 //! * [`stats`], [`score`], [`summary`] — what is measured and how it scores.
 //! * [`report`] — the presenters (text, JSON, HTML), which only read the summary.
+//! * [`compare`] — `crebito-load compare`: runs' summaries side by side.
 //! * [`conformance`] — `crebito-load check`: one named check per rule of
 //!   docs/contract.md, for any implementation.
 
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod compare;
 pub mod conformance;
 pub mod http;
 pub mod injection;

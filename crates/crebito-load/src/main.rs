@@ -8,7 +8,7 @@
 //! unusable arguments or an unreachable target, 3 when the target is not
 //! freshly seeded and `--allow-dirty` is not given. Of `check`: 0 when no
 //! check failed, 1 when one did, 2 on unusable arguments or an unreachable
-//! target.
+//! target. Of `compare`: 0, or 2 when a summary cannot be read.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -40,6 +40,34 @@ enum Command {
     /// back. Only the check about the seed needs a freshly seeded ledger (it
     /// is skipped on a used one), so it can run after a load test.
     Check(CheckArgs),
+    /// Compare runs side by side: each summary's figures (payout, KO,
+    /// inconsistencies, mean, p50, p99, max, per group) with its ratio to the
+    /// first's, and optionally an HTML page with the runs' percentile curves
+    /// overlaid. Exit 2 when a summary cannot be read.
+    Compare(CompareArgs),
+}
+
+/// Options of `crebito-load compare`.
+#[derive(Debug, ClapArgs)]
+struct CompareArgs {
+    /// Two or more summaries: --json output or a report's summary.json (a
+    /// report directory means its summary.json). Ratios are to the first.
+    #[arg(required = true, num_args = 2.., value_name = "SUMMARY")]
+    summaries: Vec<PathBuf>,
+
+    /// Label of each run, in the summaries' order (repeat it); default: the
+    /// path.
+    #[arg(long, value_name = "NAME")]
+    label: Vec<String>,
+
+    /// Also write a self-contained HTML page with the figures and the runs'
+    /// percentile curves overlaid (all requests and per group).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+
+    /// Print a Markdown table instead of the text table.
+    #[arg(long)]
+    markdown: bool,
 }
 
 /// Options of `crebito-load check`.
@@ -175,6 +203,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(args)) => check(&args),
+        Some(Command::Compare(args)) => compare(&args),
         None => load(&cli.run),
     }
 }
@@ -257,6 +286,30 @@ fn check(args: &CheckArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `crebito-load compare`.
+fn compare(args: &CompareArgs) -> ExitCode {
+    let runs = match crebito_load::compare::load(&args.summaries, &args.label) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("crebito-load compare: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.markdown {
+        print!("{}", report::compare::markdown(&runs));
+    } else {
+        print!("{}", report::compare::text(&runs));
+    }
+    if let Some(path) = &args.html {
+        if let Err(e) = std::fs::write(path, report::compare::html(&runs)) {
+            eprintln!("crebito-load compare: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+        eprintln!("crebito-load compare: page written to {}", path.display());
+    }
+    ExitCode::SUCCESS
 }
 
 /// A load-test run.

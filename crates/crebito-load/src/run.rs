@@ -16,7 +16,7 @@ use crate::runner::{self, Ctx, RunConfig, RunError};
 use crate::score::Score;
 use crate::starting_state::{self, StartingState};
 use crate::stats::{self, Group, GroupStats, Recorded, Recorder};
-use crate::summary::{Generator, Groups, RunInfo, Summary, LAG_P99_LIMIT_MS};
+use crate::summary::{Generator, Groups, PercentileCurves, RunInfo, Summary, LAG_P99_LIMIT_MS};
 
 /// A finished run: the summary and the series the report draws.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,6 +187,8 @@ fn summarize(
             duration_s,
         )
     };
+    let curve_of =
+        |g: Group| stats::percentile_curve(recorded.requests.iter().filter(|r| r.group == g));
     let all: GroupStats = stats::group_stats("todas", recorded.requests.iter(), duration_s);
     let inconsistencies: u64 = recorded
         .failures
@@ -213,6 +215,13 @@ fn summarize(
         generator,
         run: info,
         starting_state: Some(starting),
+        percentile_curves_ms: PercentileCurves {
+            debitos: curve_of(Group::Debits),
+            creditos: curve_of(Group::Credits),
+            extratos: curve_of(Group::Statements),
+            validacoes: curve_of(Group::Validations),
+            todas: stats::percentile_curve(recorded.requests.iter()),
+        },
         ..Summary::default()
     };
     summary.set_score(score);

@@ -610,27 +610,42 @@ pub fn distribution(recorded: &Recorded) -> Distribution {
     }
 }
 
-/// Percentile curve (HDR "percentile distribution") of each group: points
-/// (percentile, latency in ms) at 0, 50, 75, 90, 95, 99, 99.9, 99.99 % and
-/// the maximum.
+/// Percentiles at which the curves are sampled, in %: denser towards the
+/// tail, where runs differ.
+pub const CURVE_PERCENTILES: [f64; 20] = [
+    0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0, 97.5, 99.0, 99.5,
+    99.9, 99.95, 99.99, 100.0,
+];
+
+/// Percentile curve (HDR "percentile distribution") of `records`: points
+/// (percentile %, response time in ms) at each of [`CURVE_PERCENTILES`], the
+/// last one the maximum; empty without records.
+pub fn percentile_curve<'a>(records: impl Iterator<Item = &'a RequestRecord>) -> Vec<(f64, f64)> {
+    let mut h = new_histogram();
+    for r in records {
+        h.saturating_record(r.latency_us.max(1));
+    }
+    if h.is_empty() {
+        return Vec::new();
+    }
+    CURVE_PERCENTILES
+        .iter()
+        .map(|p| {
+            let us = if *p >= 100.0 {
+                h.max()
+            } else {
+                h.value_at_quantile(p / 100.0)
+            };
+            (*p, us as f64 / 1000.0)
+        })
+        .collect()
+}
+
+/// The [`percentile_curve`] of each group, in [`Group::ALL`] order.
 pub fn percentile_curves(recorded: &Recorded) -> Vec<Vec<(f64, f64)>> {
     Group::ALL
         .iter()
-        .map(|g| {
-            let mut h = new_histogram();
-            for r in recorded.requests.iter().filter(|r| r.group == *g) {
-                h.saturating_record(r.latency_us.max(1));
-            }
-            if h.is_empty() {
-                return Vec::new();
-            }
-            let mut points: Vec<(f64, f64)> = [0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99]
-                .iter()
-                .map(|p| (*p, h.value_at_quantile(p / 100.0) as f64 / 1000.0))
-                .collect();
-            points.push((100.0, h.max() as f64 / 1000.0));
-            points
-        })
+        .map(|g| percentile_curve(recorded.requests.iter().filter(|r| r.group == *g)))
         .collect()
 }
 

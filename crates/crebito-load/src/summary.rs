@@ -131,6 +131,28 @@ pub struct Summary {
     /// The five seeded accounts as found before the run; `None` when not
     /// read (summaries of older versions).
     pub starting_state: Option<StartingState>,
+    /// Response time at each percentile, per group and over all requests
+    /// (`crebito-load compare` overlays them); empty in summaries of older
+    /// versions.
+    pub percentile_curves_ms: PercentileCurves,
+}
+
+/// Percentile curves, each a list of `[percentile %, response time in ms]`
+/// at the percentiles of [`crate::stats::CURVE_PERCENTILES`] (the last
+/// point, 100 %, is the maximum).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PercentileCurves {
+    /// "débitos".
+    pub debitos: Vec<(f64, f64)>,
+    /// "créditos".
+    pub creditos: Vec<(f64, f64)>,
+    /// "extratos".
+    pub extratos: Vec<(f64, f64)>,
+    /// "validações".
+    pub validacoes: Vec<(f64, f64)>,
+    /// All requests.
+    pub todas: Vec<(f64, f64)>,
 }
 
 impl Default for Score {

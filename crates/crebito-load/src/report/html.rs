@@ -16,9 +16,9 @@ pub const GROUP_COLORS: [&str; 4] = ["#d95f02", "#1b9e77", "#7570b3", "#e7298a"]
 /// Colour of failed requests.
 pub const KO_COLOR: &str = "#c62828";
 const PERCENTILE_COLORS: [&str; 5] = ["#9ecae1", "#6baed6", "#3182bd", "#08519c", "#7f2704"];
-const WIDTH: f64 = 1120.0;
+pub(super) const WIDTH: f64 = 1120.0;
 
-fn ms_label(v: f64) -> String {
+pub(super) fn ms_label(v: f64) -> String {
     if v >= 1000.0 {
         format!("{}s", short(v / 1000.0))
     } else {
@@ -27,14 +27,14 @@ fn ms_label(v: f64) -> String {
 }
 
 /// Appends a `<section>` with a heading, a one-line description and a body.
-fn chart_section(o: &mut String, title: &str, description: &str, body: &str) {
+pub(super) fn chart_section(o: &mut String, title: &str, description: &str, body: &str) {
     let _ = write!(
         o,
         r#"<section><h2>{title}</h2><p class="desc">{description}</p>{body}</section>"#
     );
 }
 
-fn legend(items: &[(&str, &str)]) -> String {
+pub(super) fn legend(items: &[(&str, &str)]) -> String {
     let mut o = String::from(r#"<div class="legend">"#);
     for (color, label) in items {
         let _ = write!(
@@ -287,11 +287,34 @@ fn distribution_chart(report: &RunReport) -> String {
 }
 
 /// Percentile → position on the "nines" axis: −log10(1 − p/100); 100 % at 5.
-fn nines(p: f64) -> f64 {
+pub(super) fn nines(p: f64) -> f64 {
     if p >= 100.0 {
         5.0
     } else {
         -(1.0 - p / 100.0).log10()
+    }
+}
+
+/// The "nines" axis of a percentile curve: 0 %, 90 %, 99 % … 99.99 %, max.
+pub(super) fn percentile_axis() -> Axis {
+    let ticks: Vec<(f64, String)> = [
+        (0.0, "0%"),
+        (1.0, "90%"),
+        (2.0, "99%"),
+        (3.0, "99.9%"),
+        (4.0, "99.99%"),
+        (5.0, "max"),
+    ]
+    .iter()
+    .map(|(v, l)| (*v, l.to_string()))
+    .collect();
+    Axis {
+        min: 0.0,
+        max: 5.0,
+        log: false,
+        title: "percentile".to_string(),
+        ticks,
+        minor: vec![nines(50.0), nines(75.0), nines(95.0)],
     }
 }
 
@@ -305,29 +328,10 @@ fn curve_chart(report: &RunReport) -> String {
         lo = 0.1;
         hi = 1.0;
     }
-    let ticks: Vec<(f64, String)> = [
-        (0.0, "0%"),
-        (1.0, "90%"),
-        (2.0, "99%"),
-        (3.0, "99.9%"),
-        (4.0, "99.99%"),
-        (5.0, "max"),
-    ]
-    .iter()
-    .map(|(v, l)| (*v, l.to_string()))
-    .collect();
-    let x = Axis {
-        min: 0.0,
-        max: 5.0,
-        log: false,
-        title: "percentile".to_string(),
-        ticks,
-        minor: vec![nines(50.0), nines(75.0), nines(95.0)],
-    };
     let mut chart = Chart::new(
         WIDTH,
         300.0,
-        x,
+        percentile_axis(),
         Axis::log(lo, hi.max(300.0), "response time (log scale)", ms_label),
     );
     for (gi, g) in Group::ALL.iter().enumerate() {
@@ -619,7 +623,7 @@ fn score_box(report: &RunReport) -> String {
     o
 }
 
-const CSS: &str = r#"
+pub(super) const CSS: &str = r#"
 :root{--fg:#1d2330;--muted:#5f6b7a;--line:#e3e7ee;--bg:#f5f7fa;--card:#fff;--good:#2e7d32;--warn:#b26a00;--bad:#c62828}
 *{box-sizing:border-box}
 body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}

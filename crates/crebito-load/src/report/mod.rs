@@ -5,12 +5,14 @@
 //! * [`text`] — the text summary printed at the end of a run.
 //! * [`json`] — `--json` and `summary.json`.
 //! * [`html`] — the self-contained `index.html`, drawn with [`svg`].
-//! * [`format`] — money, counts, milliseconds and escaping shared by all three.
+//! * [`compare`] — `crebito-load compare`: several runs side by side.
+//! * [`format`] — money, counts, milliseconds and escaping shared by all of them.
 
 use std::path::Path;
 
 use crate::RunReport;
 
+pub mod compare;
 pub mod format;
 pub mod html;
 pub mod json;
