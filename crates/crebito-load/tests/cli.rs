@@ -222,3 +222,39 @@ async fn allow_dirty_runs_and_says_why_it_was_fined() {
     assert!(html.contains(&format!(r#"id="failure-{}""#, n + 1)));
     assert!(html.contains(r#"id="starting-state""#));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_option_and_check_is_documented() {
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/load-test.md"),
+    )
+    .expect("docs/load-test.md");
+    for command in [
+        vec!["--help"],
+        vec!["check", "--help"],
+        vec!["compare", "--help"],
+    ] {
+        let out = crebito_load(&command).await;
+        assert_eq!(out.status.code(), Some(0));
+        let help = String::from_utf8_lossy(&out.stdout);
+        let options: Vec<&str> = help
+            .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == '=')
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .filter(|w| !matches!(*w, "--help" | "--version"))
+            .collect();
+        assert!(!options.is_empty(), "{help}");
+        for option in options {
+            assert!(
+                page.contains(&format!("`{option}")),
+                "{option} ({command:?}) is not in docs/load-test.md"
+            );
+        }
+    }
+    for check in crebito_load::conformance::checks::catalogue() {
+        assert!(
+            page.contains(&format!("| `{}` |", check.name)),
+            "check {} is not in docs/load-test.md",
+            check.name
+        );
+    }
+}
