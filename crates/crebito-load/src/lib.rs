@@ -6,7 +6,7 @@
 //! * [`scenario`] and [`check`] — the simulation's requests and checks.
 //! * [`http`] — one HTTP/1.1 connection per virtual user (hyper).
 //! * [`runner`] — phases, ticks and open-model scheduling.
-//! * [`run`] — one run, from the readiness probe to the [`Summary`](summary::Summary) value;
+//! * [`mod@run`] — one run, from the readiness probe to the [`Summary`](summary::Summary) value;
 //!   [`starting_state`] — whether the target is freshly seeded before it.
 //! * [`stats`], [`score`], [`summary`] — what is measured and how it scores.
 //! * [`report`] — the presenters (text, JSON, HTML), which only read the summary.

@@ -1,12 +1,12 @@
 //! The presenters of a run: they only read the [`RunReport`] (the
 //! [`Summary`](crate::summary::Summary) value and the series the charts draw)
-//! that [`crate::run`] produced.
+//! that [`crate::run()`] produced.
 //!
 //! * [`text`] — the text summary printed at the end of a run.
 //! * [`json`] — `--json` and `summary.json`.
 //! * [`html`] — the self-contained `index.html`, drawn with [`svg`].
 //! * [`compare`] — `crebito-load compare`: several runs side by side.
-//! * [`format`] — money, counts, milliseconds and escaping shared by all of them.
+//! * [`mod@format`] — money, counts, milliseconds and escaping shared by all of them.
 
 use std::path::Path;
 
