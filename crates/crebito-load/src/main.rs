@@ -261,25 +261,15 @@ fn check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let text = conformance::present::text(&report);
-    let json_to_stdout = args.json.as_deref() == Some("-");
-    if json_to_stdout {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
-    if let Some(path) = &args.json {
-        let written = conformance::present::json(&report).and_then(|json| {
-            if json_to_stdout {
-                std::io::stdout().write_all(json.as_bytes())
-            } else {
-                std::fs::write(path, json)
-            }
-        });
-        if let Err(e) = written {
-            eprintln!("crebito-load check: cannot write {path}: {e}");
-            return ExitCode::from(2);
-        }
+    let json = args.json.as_deref();
+    let written = conformance::present::json(&report)
+        .and_then(|j| emit(&conformance::present::text(&report), json, &j));
+    if let Err(e) = written {
+        eprintln!(
+            "crebito-load check: cannot write {}: {e}",
+            json.unwrap_or("-")
+        );
+        return ExitCode::from(2);
     }
     if report.ok() {
         ExitCode::SUCCESS
@@ -399,24 +389,30 @@ async fn start(config: &RunConfig, threads: usize) -> Result<RunReport, RunError
     Ok(run::execute(config, target, starting, threads).await)
 }
 
-fn output(args: &Args, report: &RunReport) -> Result<(), String> {
-    let text = report.summary.to_text();
-    let json_to_stdout = args.json.as_deref() == Some("-");
-    if json_to_stdout {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
-    if let Some(path) = &args.json {
-        let json = report::json::render(&report.summary).map_err(|e| e.to_string())?;
-        if json_to_stdout {
-            std::io::stdout()
-                .write_all(json.as_bytes())
-                .map_err(|e| e.to_string())?;
-        } else {
-            std::fs::write(path, json).map_err(|e| format!("cannot write {path}: {e}"))?;
+/// Prints `text` on stdout, and writes `json` to the file `json_to` if
+/// given; `-` means stdout for the JSON, and the text then goes to stderr.
+fn emit(text: &str, json_to: Option<&str>, json: &str) -> std::io::Result<()> {
+    match json_to {
+        Some("-") => {
+            eprint!("{text}");
+            std::io::stdout().write_all(json.as_bytes())
+        }
+        Some(path) => {
+            print!("{text}");
+            std::fs::write(path, json)
+        }
+        None => {
+            print!("{text}");
+            Ok(())
         }
     }
+}
+
+fn output(args: &Args, report: &RunReport) -> Result<(), String> {
+    let json = args.json.as_deref();
+    report::json::render(&report.summary)
+        .and_then(|j| emit(&report.summary.to_text(), json, &j))
+        .map_err(|e| format!("cannot write {}: {e}", json.unwrap_or("-")))?;
     if let Some(dir) = &args.report {
         report::write(dir, report)
             .map_err(|e| format!("cannot write the report into {}: {e}", dir.display()))?;

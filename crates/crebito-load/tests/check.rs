@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::contract_fake::{start, Fault};
 use crebito_load::conformance::{self, checks, present, CheckConfig, CheckReport, Status};
 use serde_json::Value;
@@ -131,14 +129,9 @@ fn every_check_has_a_broken_fake() {
 }
 
 async fn crebito_load_check(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_crebito-load"))
-        .arg("check")
-        .args(args)
-        .env_remove("CREBITO_LOAD_BASE_URL")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("the binary runs")
+    let mut all = vec!["check"];
+    all.extend_from_slice(args);
+    common::crebito_load(&all).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

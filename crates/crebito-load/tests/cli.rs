@@ -3,22 +3,9 @@
 
 mod common;
 
-use std::process::{Output, Stdio};
-
-use common::{start, Fault};
+use common::{crebito_load, start, Fault};
 use crebito_load::http::{Connection, Outgoing, Target};
 use serde_json::Value;
-
-async fn crebito_load(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_crebito-load"))
-        .args(args)
-        .env_remove("CREBITO_LOAD_BASE_URL")
-        .env_remove("CREBITO_LOAD_SEED")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("the binary runs")
-}
 
 /// A tiny run: 1 s ramp + 1 s constant, 100 ms between phases.
 const TINY: [&str; 6] = ["--scale", "0.008", "--tick-ms", "100", "--seed", "5"];

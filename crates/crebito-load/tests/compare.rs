@@ -5,21 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Output, Stdio};
 
-use common::{start, Fault};
+use common::{crebito_load, start, Fault};
 use serde_json::Value;
-
-async fn crebito_load(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_crebito-load"))
-        .args(args)
-        .env_remove("CREBITO_LOAD_BASE_URL")
-        .env_remove("CREBITO_LOAD_SEED")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("the binary runs")
-}
 
 /// A tiny run against a fake with `fault`, its summary written to `json`.
 async fn tiny_run(fault: Fault, json: &Path) -> Value {

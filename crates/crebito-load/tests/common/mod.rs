@@ -18,6 +18,19 @@ use serde_json::{json, Value};
 
 use crebito_load::runner::RunConfig;
 
+/// Runs the `crebito-load` binary with `args`, without the environment
+/// variables it reads, and waits for its output.
+pub async fn crebito_load(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_crebito-load"))
+        .args(args)
+        .env_remove("CREBITO_LOAD_BASE_URL")
+        .env_remove("CREBITO_LOAD_SEED")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
 /// How the fake server misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
