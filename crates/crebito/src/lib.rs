@@ -10,6 +10,8 @@
 //! * [`audit`] — `crebito audit`: what a ledger's books hold, the check of a
 //!   client's record of postings, and the tables it prints.
 
+#![warn(missing_docs)]
+
 pub mod audit;
 pub mod config;
 pub mod domain;

@@ -31,7 +31,7 @@ impl AccountAudit {
     }
 }
 
-/// One stored transaction row, as listed by [`Ledger::postings`].
+/// One stored transaction row, as listed by [`Ledger::postings`](crate::ledger::Ledger::postings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostingRow {
     /// The account.
@@ -44,7 +44,7 @@ pub struct PostingRow {
     pub description: String,
 }
 
-/// Result of [`Ledger::audit`]: every account, plus transaction rows that
+/// Result of [`Ledger::audit`](crate::ledger::Ledger::audit): every account, plus transaction rows that
 /// reference no account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditReport {
