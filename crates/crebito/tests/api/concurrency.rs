@@ -55,7 +55,7 @@ async fn statements_are_snapshots(pair: TwoInstances) {
 /// migrations must be safe when they race.
 async fn two_processes_share_one_database(backend: Backend) {
     let (url, _dir) = helpers::fresh_database(backend).await;
-    let ((_a, a), (_b, b)) = tokio::join!(Crebito::serve(&url), Crebito::serve(&url));
+    let ((_a, a), (_b, b)) = tokio::join!(Crebito::serve(&url, &[]), Crebito::serve(&url, &[]));
     let ledger = helpers::open_ledger(&url).await;
     let bases = vec![a, b];
     assert_validation_bursts(bases.clone(), &ledger).await;

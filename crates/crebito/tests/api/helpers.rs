@@ -296,11 +296,8 @@ pub async fn execute_unchecked(url: &str, sql: &str) {
             .expect("damage the SQLite ledger");
         return;
     }
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    admin_session(url)
         .await
-        .expect("connect to the test PostgreSQL");
-    tokio::spawn(connection);
-    client
         .batch_execute(&format!(
             "ALTER TABLE transactions DROP CONSTRAINT IF EXISTS transactions_kind_check;
              ALTER TABLE idempotency_keys DROP CONSTRAINT IF EXISTS idempotency_keys_outcome_check;
@@ -308,6 +305,16 @@ pub async fn execute_unchecked(url: &str, sql: &str) {
         ))
         .await
         .expect("damage the PostgreSQL ledger");
+}
+
+/// A session on the PostgreSQL database at `url`, beside the ledger's own
+/// connections (to hold locks, tamper, or look at server processes).
+pub async fn admin_session(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    tokio::spawn(connection);
+    client
 }
 
 /// Opens the ledger at `url` (applying migrations).
@@ -469,20 +476,19 @@ pub struct Crebito {
 }
 
 impl Crebito {
-    /// Starts `crebito serve` on `database_url` on a free loopback port
-    /// (with `--pool-size 4` and `RUST_LOG=warn`) and waits until its
-    /// `/health` answers 200; returns it with its base URL.
-    pub async fn serve(database_url: &str) -> (Crebito, String) {
+    /// Starts `crebito serve --pool-size 4 EXTRA…` on `database_url` on a
+    /// free loopback port and waits until its `/health` answers 200;
+    /// returns it with its base URL.
+    pub async fn serve(database_url: &str, extra: &[&str]) -> (Crebito, String) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let listen = format!("127.0.0.1:{port}");
-        let process = Crebito::spawn(
-            &["serve", "--listen", &listen, "--pool-size", "4"],
-            &[("DATABASE_URL", database_url), ("RUST_LOG", "warn")],
-        );
+        let mut args = vec!["serve", "--listen", &listen, "--pool-size", "4"];
+        args.extend_from_slice(extra);
+        let process = Crebito::spawn(&args, &[("DATABASE_URL", database_url)]);
         let base = format!("http://{listen}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

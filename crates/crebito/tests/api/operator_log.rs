@@ -15,19 +15,11 @@ fn serve(database_url: &str, listen: &str, extra: &[&str]) -> Crebito {
     Crebito::spawn(&args, &[("DATABASE_URL", database_url)])
 }
 
-async fn admin_session(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-}
-
 #[tokio::test]
 async fn a_wrong_password_is_named_in_the_log() {
     let url = helpers::fresh_postgres_database().await;
     let role = format!("crebito_pw_{}", std::process::id());
-    admin_session(&url)
+    helpers::admin_session(&url)
         .await
         .batch_execute(&format!(
             "CREATE ROLE {role} LOGIN PASSWORD 'right-password'"
@@ -72,18 +64,10 @@ fn a_missing_socket_is_named_in_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_out_statement_is_named_in_the_log() {
     let url = helpers::fresh_postgres_database().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let crebito = serve(&url, &listen, &["--query-timeout-ms", "300"]);
-    crebito.wait_for_log("crebito ready", Duration::from_secs(30));
-    let base = format!("http://{listen}");
+    let (crebito, base) = Crebito::serve(&url, &["--query-timeout-ms", "300"]).await;
     // Another session holds account 1's row lock: the posting waits, and
     // the server cancels it after 300 ms.
-    let blocker = admin_session(&url).await;
+    let blocker = helpers::admin_session(&url).await;
     blocker
         .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
         .await

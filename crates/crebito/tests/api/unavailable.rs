@@ -69,14 +69,6 @@ async fn restarting_on_the_same_database_keeps_balances_and_seeds_once(first: Te
     assert!(report.holds());
 }
 
-async fn admin_session(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-}
-
 async fn bounded_app(query_timeout_ms: u64) -> (TestApp, String) {
     let url = helpers::fresh_postgres_database().await;
     // Apply the migrations once with the default options.
@@ -100,7 +92,7 @@ async fn bounded_app(query_timeout_ms: u64) -> (TestApp, String) {
 async fn a_statement_that_runs_too_long_is_cancelled_and_nothing_is_applied() {
     let (app, url) = bounded_app(300).await;
     // Another session holds account 1's row lock, so the posting waits.
-    let blocker = admin_session(&url).await;
+    let blocker = helpers::admin_session(&url).await;
     blocker
         .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
         .await
@@ -128,7 +120,7 @@ async fn a_database_that_stops_answering_gets_a_503_and_a_fresh_connection() {
     assert_eq!(status, 200);
     // Freeze every server process of this database (as if the machine
     // hung): the statement timeout cannot fire; the client-side bound must.
-    let admin = admin_session(&url).await;
+    let admin = helpers::admin_session(&url).await;
     let database: String = admin
         .query_one("SELECT current_database()", &[])
         .await
