@@ -255,8 +255,8 @@ async fn worker(
                 }
                 Attempt::Answer(422, value) => {
                     s.attempt("422", latency);
-                    let message = value["error"].as_str().unwrap_or_default();
-                    if !message.contains("limit") {
+                    // docs/contract.md §2.5: the problem type names the rule.
+                    if value["type"] != "urn:crebito:problem:limit-exceeded" {
                         s.contract_violations
                             .push(format!("422 not about the limit: {value}"));
                     }

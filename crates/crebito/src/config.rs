@@ -90,6 +90,26 @@ pub struct ServeArgs {
     #[arg(long, env = "CREBITO_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
+    /// Refuse to start when the SQLite database file does not exist,
+    /// instead of creating a new ledger with the seeded accounts (which is
+    /// always logged as a warning). For a deployment whose ledger must never
+    /// silently start over, e.g. after its file was lost.
+    #[arg(long, env = "CREBITO_REQUIRE_EXISTING_LEDGER")]
+    pub require_existing_ledger: bool,
+
+    /// Longest time, in milliseconds, a request body may take to arrive in
+    /// full once the request head is read (also covers a client that sent
+    /// `Expect: 100-continue` and then nothing). Then the request is answered
+    /// 408 and the connection closed.
+    #[arg(long, env = "CREBITO_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub body_timeout_ms: u64,
+
+    /// Longest time, in milliseconds, writing a response may stay blocked
+    /// (a client that does not read its responses); then the connection is
+    /// closed.
+    #[arg(long, env = "CREBITO_WRITE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub write_timeout_ms: u64,
+
     /// How long an Idempotency-Key is remembered, in hours (at least 24).
     /// Every instance deletes older keys once an hour.
     #[arg(long, env = "CREBITO_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(24..=87_600))]
@@ -153,9 +173,12 @@ impl From<ServeArgs> for ServeSettings {
                 pool_size: args.pool_size.into(),
                 acquire_timeout: Duration::from_millis(args.acquire_timeout_ms),
                 query_timeout: Duration::from_millis(args.query_timeout_ms),
+                create_if_missing: !args.require_existing_ledger,
             },
             server: Limits {
                 idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+                body_timeout: Duration::from_millis(args.body_timeout_ms),
+                write_timeout: Duration::from_millis(args.write_timeout_ms),
                 max_connections: args.max_connections as usize,
                 ..Limits::default()
             },
@@ -233,6 +256,11 @@ mod tests {
             "48",
             "--worker-threads",
             "3",
+            "--body-timeout-ms",
+            "700",
+            "--write-timeout-ms",
+            "800",
+            "--require-existing-ledger",
         ])
         .unwrap();
         let Some(Command::Serve(args)) = cli.command else {
@@ -253,6 +281,9 @@ mod tests {
             Duration::from_secs(48 * 3600)
         );
         assert_eq!(settings.worker_threads, 3);
+        assert_eq!(settings.server.body_timeout, Duration::from_millis(700));
+        assert_eq!(settings.server.write_timeout, Duration::from_millis(800));
+        assert!(!settings.ledger.create_if_missing);
 
         let cli =
             Cli::try_parse_from(["crebito", "audit", "--database-url", "sqlite://x.db"]).unwrap();

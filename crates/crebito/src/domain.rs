@@ -9,13 +9,47 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use thiserror::Error;
 
-/// A rule broken by a request field. The message is safe to show to clients.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{0}")]
-pub struct InvalidField(pub String);
+/// Which rule of a request a value breaks: one per field of a posting
+/// (docs/contract.md §2.1), the `Idempotency-Key` header (§2.6), and the
+/// shape of the body as a whole. Each is its own problem type for clients
+/// (docs/contract.md §2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldRule {
+    /// The body is not one JSON object with each field at most once.
+    Body,
+    /// `valor`: an integer from 1 to 2^63 − 1.
+    Amount,
+    /// `tipo`: `"c"` or `"d"`.
+    Kind,
+    /// `descricao`: 1 to 10 characters, no NUL.
+    Description,
+    /// The `Idempotency-Key` header.
+    IdempotencyKey,
+}
 
-fn invalid(message: impl Into<String>) -> InvalidField {
-    InvalidField(message.into())
+/// A rule broken by a request field. The message is safe to show to clients
+/// and names only wire names (`valor`, `tipo`, …), never internal types.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct InvalidField {
+    /// The rule broken.
+    pub rule: FieldRule,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl InvalidField {
+    /// An [`InvalidField`] breaking `rule`, explained by `message`.
+    pub fn new(rule: FieldRule, message: impl Into<String>) -> InvalidField {
+        InvalidField {
+            rule,
+            message: message.into(),
+        }
+    }
+}
+
+fn invalid(rule: FieldRule, message: impl Into<String>) -> InvalidField {
+    InvalidField::new(rule, message)
 }
 
 /// Identifier of an account (`cliente` on the wire).
@@ -69,7 +103,10 @@ impl Amount {
         if cents > 0 {
             Ok(Amount(cents))
         } else {
-            Err(invalid("valor must be an integer greater than zero"))
+            Err(invalid(
+                FieldRule::Amount,
+                "valor must be an integer greater than zero",
+            ))
         }
     }
 
@@ -95,7 +132,10 @@ impl Kind {
         match code {
             "c" => Ok(Kind::Credit),
             "d" => Ok(Kind::Debit),
-            _ => Err(invalid(r#"tipo must be "c" (credit) or "d" (debit)"#)),
+            _ => Err(invalid(
+                FieldRule::Kind,
+                r#"tipo must be "c" (credit) or "d" (debit)"#,
+            )),
         }
     }
 
@@ -126,10 +166,16 @@ impl Description {
         let text = text.into();
         let chars = text.chars().count();
         if chars == 0 || chars > Self::MAX_CHARS {
-            return Err(invalid("descricao must be 1 to 10 characters long"));
+            return Err(invalid(
+                FieldRule::Description,
+                "descricao must be 1 to 10 characters long",
+            ));
         }
         if text.contains('\0') {
-            return Err(invalid("descricao must not contain a NUL character"));
+            return Err(invalid(
+                FieldRule::Description,
+                "descricao must not contain a NUL character",
+            ));
         }
         Ok(Description(text))
     }
@@ -156,8 +202,44 @@ impl IdempotencyKey {
             Ok(IdempotencyKey(text.to_owned()))
         } else {
             Err(invalid(
+                FieldRule::IdempotencyKey,
                 "Idempotency-Key must be 1 to 64 visible ASCII characters",
             ))
+        }
+    }
+
+    /// Parses the value of an `Idempotency-Key` header (docs/contract.md
+    /// §2.6). The IETF httpapi draft defines the field as a Structured Field
+    /// Item whose value is a String (RFC 8941 §3.3.3): `"8e03978e-40d5"`,
+    /// quoted, the canonical form; its parameters, if any, are ignored (RFC
+    /// 8941 §3.1.2: unknown parameters are ignored). A value that does not
+    /// start with `"` is the bare form: the key as written. Both name the
+    /// same key: `"abc"` and `abc` are one key. Either way the key is 1 to 64
+    /// visible ASCII characters ([`IdempotencyKey::new`]).
+    ///
+    /// Errors: [`FieldRule::IdempotencyKey`] when a quoted value is not a
+    /// valid sf-string Item (unterminated, bad escape, trailing text), or
+    /// the key breaks [`IdempotencyKey::new`].
+    pub fn from_header(value: &[u8]) -> Result<IdempotencyKey, InvalidField> {
+        if value.first() != Some(&b'"') {
+            let text = std::str::from_utf8(value).unwrap_or("\u{0}");
+            return IdempotencyKey::new(text);
+        }
+        let item: sfv::Item = sfv::Parser::new(value)
+            .with_version(sfv::Version::Rfc8941)
+            .parse()
+            .map_err(|e| {
+                invalid(
+                    FieldRule::IdempotencyKey,
+                    format!("Idempotency-Key is not a valid quoted string (RFC 8941): {e}"),
+                )
+            })?;
+        match item.bare_item.as_string() {
+            Some(key) => IdempotencyKey::new(key.as_str()),
+            None => Err(invalid(
+                FieldRule::IdempotencyKey,
+                "Idempotency-Key must be a string",
+            )),
         }
     }
 
@@ -352,6 +434,34 @@ mod tests {
             assert!(IdempotencyKey::new(bad).is_err(), "{bad:?}");
         }
         assert!(IdempotencyKey::new(&"k".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn idempotency_key_header_is_an_sf_string_or_bare() {
+        let key = |v: &str| IdempotencyKey::from_header(v.as_bytes()).map(|k| k.0);
+        // The canonical quoted form and the bare form name the same key.
+        assert_eq!(key(r#""abc-1""#), Ok("abc-1".into()));
+        assert_eq!(key("abc-1"), Ok("abc-1".into()));
+        // Escapes and parameters (ignored).
+        assert_eq!(key(r#""a\"b\\c""#), Ok(r#"a"b\c"#.into()));
+        assert_eq!(key(r#""abc";v=1"#), Ok("abc".into()));
+        let uuid = "550e8400-e29b-41d4-a716-446655440000";
+        assert_eq!(key(&format!("\"{uuid}\"")), Ok(uuid.into()));
+        for bad in [
+            r#"""#,
+            r#""""#,
+            r#""abc"#,
+            r#""abc" x"#,
+            r#""a\b""#,
+            r#""a b""#,
+            "\"é\"",
+        ] {
+            let error = key(bad).unwrap_err();
+            assert_eq!(error.rule, FieldRule::IdempotencyKey, "{bad:?}");
+        }
+        let long = "k".repeat(65);
+        assert!(key(&format!("\"{long}\"")).is_err());
+        assert!(IdempotencyKey::from_header(b"\xff").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! * [`http`] — routes, extractors and the one error type.
 //! * [`config`] — command line and environment.
 //! * [`server`] — listeners and graceful shutdown.
+//! * [`log_limit`] — repeated errors logged once per interval.
 //! * [`audit`] — `crebito audit`: what a ledger's books hold, the check of a
 //!   client's record of postings, and the tables it prints.
 
@@ -17,4 +18,5 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod ledger;
+pub mod log_limit;
 pub mod server;

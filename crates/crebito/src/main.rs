@@ -81,6 +81,9 @@ async fn serve(settings: ServeSettings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(warning) = crebito::server::check_file_limit(settings.server.max_connections) {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(listen = %settings.listen, "crebito ready");
     let ledger = Arc::new(ledger);
     tokio::spawn(purge_idempotency_keys(

@@ -1,10 +1,14 @@
 //! Binding the listener and serving the router until a shutdown signal.
 //!
 //! The accept loop is hyper's HTTP/1 connection builder (what `axum::serve`
-//! uses), set up with what `axum::serve` does not offer: a header read
-//! timeout that also closes idle keep-alive connections, a cap on
-//! concurrent connections, and `TCP_NODELAY`.
+//! uses), set up with what `axum::serve` does not offer: every read and
+//! write of a connection has a deadline (the request head, the request body,
+//! a blocked response), request heads are bounded in bytes and fields,
+//! concurrent connections are capped, errors that hyper answers itself get a
+//! problem body ([`conn_io`]), and framing rules hyper leaves to the
+//! application are enforced ([`guard`]) (docs/contract.md §2.7).
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -17,10 +21,22 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
+
+pub mod conn_io;
+pub mod guard;
+
+/// Largest request head (request line and header fields), bytes: hyper's
+/// buffer for a connection (`max_buf_size`, at its minimum). A longer
+/// request line is answered 414, a longer head 431 (docs/contract.md §2.7).
+/// It also bounds what one connection costs in memory while its head
+/// arrives (docs/deployment.md).
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// Most header fields in a request head (hyper's default); more is 431.
+pub const MAX_HEADERS: usize = 100;
 
 /// A bound listener, TCP or unix socket.
 pub enum Bound {
@@ -36,6 +52,12 @@ pub struct Limits {
     /// A connection that has not sent a complete request head within this
     /// time — a slow client, or an idle keep-alive connection — is closed.
     pub idle_timeout: Duration,
+    /// A request body must arrive in full within this time after its head;
+    /// otherwise it is answered 408 and the connection closed.
+    pub body_timeout: Duration,
+    /// A response whose writing stays blocked this long (the client does
+    /// not read) fails its connection.
+    pub write_timeout: Duration,
     /// Connections served at once; further clients wait in the listen
     /// backlog until one closes.
     pub max_connections: usize,
@@ -44,9 +66,12 @@ pub struct Limits {
 }
 
 impl Default for Limits {
+    /// The defaults of `crebito serve` (docs/configuration.md).
     fn default() -> Self {
         Limits {
             idle_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             max_connections: 4096,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -80,7 +105,23 @@ pub async fn bind(listen: &Listen) -> io::Result<Bound> {
 fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(meta) if meta.file_type().is_socket() => {
+            // A server still accepting on it answers a connect: never take
+            // over its socket. Refused means nobody listens: stale.
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another server is listening on this socket; refusing to replace it",
+                )),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path)
+                }
+                Err(e) => Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot tell whether a server still listens on it: {e}"),
+                )),
+            }
+        }
         Ok(_) => Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             "path exists and is not a socket; refusing to remove it",
@@ -88,6 +129,46 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Checks that `max_connections` fit this process's open file limit
+/// (`RLIMIT_NOFILE`), raising the soft limit towards the hard one if
+/// needed. Returns a warning to log when they still do not fit: then
+/// `accept` fails with EMFILE before the cap is reached.
+pub fn check_file_limit(max_connections: usize) -> Option<String> {
+    // Besides the connections: the listener, stdio, database connections
+    // and files, the runtime's own descriptors.
+    const RESERVED: u64 = 64;
+    let needed = max_connections as u64 + RESERVED;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    if limit.rlim_cur >= needed {
+        return None;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: needed.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        limit = raised;
+    }
+    (limit.rlim_cur < needed).then(|| {
+        format!(
+            "--max-connections {max_connections} needs about {needed} file descriptors but the \
+             limit is {} (hard limit {}): connections beyond about {} will fail to be accepted; \
+             raise `ulimit -n` or lower --max-connections",
+            limit.rlim_cur,
+            limit.rlim_max,
+            limit.rlim_cur.saturating_sub(RESERVED)
+        )
+    })
 }
 
 /// Serves `app` on `bound` with `limits` until `shutdown` completes, then
@@ -106,9 +187,11 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -119,18 +202,37 @@ pub async fn serve(
             accepted = accept(&bound) => accepted,
             () = &mut shutdown => break,
         };
-        let io = match accepted {
-            Ok(io) => io,
+        let stream = match accepted {
+            Ok(stream) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                stream
+            }
             Err(e) if is_transient(&e) => {
-                // Out of file descriptors and the like: back off briefly
-                // instead of spinning.
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Out of file descriptors and the like: back off (longer
+                // while it lasts) instead of spinning, and log once per
+                // interval.
+                crate::log_limit::ACCEPT_FAILURES.report(&format!("accept failed: {e}"));
+                drop(permit);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = &mut shutdown => break,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
             Err(e) => return Err(e),
         };
-        let service = TowerToHyperService::new(app.clone());
+        let io = TokioIo::new(conn_io::ConnIo::new(
+            stream,
+            limits.write_timeout,
+            MAX_HEAD_BYTES,
+        ));
+        let app = app.clone();
+        let body_timeout = limits.body_timeout;
+        let service = hyper::service::service_fn(move |request| {
+            let app = app.clone();
+            async move { Ok::<_, Infallible>(guard::handle(app, request, body_timeout).await) }
+        });
         let connection = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -149,21 +251,26 @@ pub async fn serve(
     Ok(())
 }
 
+/// First pause after a failed `accept`; doubled while failures last.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// Longest pause after a failed `accept`.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// An accepted connection of either kind.
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-async fn accept(bound: &Bound) -> io::Result<TokioIo<Box<dyn Stream>>> {
+async fn accept(bound: &Bound) -> io::Result<Box<dyn Stream>> {
     Ok(match bound {
         Bound::Tcp(listener) => {
             let (stream, _) = listener.accept().await?;
             // Responses are written whole; don't let Nagle hold them back.
             stream.set_nodelay(true)?;
-            TokioIo::new(Box::new(stream) as Box<dyn Stream>)
+            Box::new(stream)
         }
         Bound::Unix(listener) => {
             let (stream, _) = listener.accept().await?;
-            TokioIo::new(Box::new(stream) as Box<dyn Stream>)
+            Box::new(stream)
         }
     })
 }

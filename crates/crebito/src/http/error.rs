@@ -1,23 +1,184 @@
-//! The one error type of the HTTP layer.
+//! The one error type of the HTTP layer, and the problem details (RFC 9457)
+//! every error is answered with.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use thiserror::Error;
 
-use crate::domain::{InvalidField, PostingError};
+use crate::domain::{FieldRule, InvalidField, PostingError};
 use crate::ledger::{ErrorChain, LedgerError};
 
+/// Media type of every error body (RFC 9457 §3).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Declares [`ProblemType`]: one variant per rule a request can break, with
+/// its kebab-case name, its status and its title, listed once.
+macro_rules! problem_types {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal, $status:ident, $title:literal;)*) => {
+        /// The kind of a problem: one per rule (docs/contract.md §2.5), so
+        /// that a client can tell one refusal from another without parsing
+        /// English. Its URI (`type` in the body) is
+        /// `urn:crebito:problem:<name>` and never changes.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ProblemType {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl ProblemType {
+            /// Every problem type, in the order of docs/contract.md §2.5.
+            pub const ALL: &'static [ProblemType] = &[$(ProblemType::$variant,)*];
+
+            /// The stable URI, `urn:crebito:problem:<name>`.
+            pub fn uri(self) -> &'static str {
+                match self {
+                    $(ProblemType::$variant => concat!("urn:crebito:problem:", $name),)*
+                }
+            }
+
+            /// The status every problem of this type is answered with.
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ProblemType::$variant => StatusCode::$status,)*
+                }
+            }
+
+            /// A short summary that does not change from occurrence to
+            /// occurrence (RFC 9457 §3.1.3).
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(ProblemType::$variant => $title,)*
+                }
+            }
+        }
+    };
+}
+
+problem_types! {
+    /// The request line or a header field is not valid HTTP/1.1 (RFC 9112 §2.2).
+    MalformedRequest = "malformed-request", BAD_REQUEST, "Malformed request";
+    /// An HTTP/1.1 request without exactly one valid `Host` (RFC 9112 §3.2).
+    InvalidHost = "invalid-host", BAD_REQUEST, "Missing or repeated Host";
+    /// The request line is longer than the request head limit (RFC 9112 §3).
+    UriTooLong = "uri-too-long", URI_TOO_LONG, "URI too long";
+    /// The request head is larger than its limit, or has too many fields (RFC 6585 §5).
+    RequestHeadTooLarge = "request-head-too-large", REQUEST_HEADER_FIELDS_TOO_LARGE, "Request head too large";
+    /// A transfer coding other than `chunked` (RFC 9112 §6.1).
+    UnsupportedTransferEncoding = "unsupported-transfer-encoding", NOT_IMPLEMENTED, "Unsupported transfer coding";
+    /// No route for this path.
+    NotFound = "not-found", NOT_FOUND, "Not found";
+    /// No account with this id, or an id that cannot name one.
+    AccountNotFound = "account-not-found", NOT_FOUND, "Account not found";
+    /// The path exists, not for this method.
+    MethodNotAllowed = "method-not-allowed", METHOD_NOT_ALLOWED, "Method not allowed";
+    /// More than one `Content-Type` field (RFC 9110 §8.3: a singleton).
+    RepeatedContentType = "repeated-content-type", BAD_REQUEST, "Repeated Content-Type";
+    /// `Content-Type` missing or not JSON.
+    UnsupportedMediaType = "unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "Unsupported media type";
+    /// A content coding other than `identity` (RFC 9110 §8.4.1, §15.5.16).
+    UnsupportedContentEncoding = "unsupported-content-encoding", UNSUPPORTED_MEDIA_TYPE, "Unsupported content coding";
+    /// The body is larger than the limit.
+    BodyTooLarge = "body-too-large", PAYLOAD_TOO_LARGE, "Request body too large";
+    /// The body did not arrive within the body deadline.
+    BodyTimeout = "body-timeout", REQUEST_TIMEOUT, "Request body not received in time";
+    /// The body's framing is broken: a malformed chunk, or the connection
+    /// ended before the declared length.
+    UnreadableBody = "unreadable-body", BAD_REQUEST, "Unreadable request body";
+    /// The body is not exactly one well-formed JSON text in UTF-8.
+    MalformedJson = "malformed-json", BAD_REQUEST, "Malformed JSON";
+    /// Well-formed JSON that is not one object with each field at most once.
+    InvalidBody = "invalid-body", UNPROCESSABLE_ENTITY, "Body is not a posting";
+    /// `valor` missing, `null`, not an integer or out of range.
+    InvalidValor = "invalid-valor", UNPROCESSABLE_ENTITY, "Invalid valor";
+    /// `tipo` missing, `null` or not `"c"`/`"d"`.
+    InvalidTipo = "invalid-tipo", UNPROCESSABLE_ENTITY, "Invalid tipo";
+    /// `descricao` missing, `null`, not a string, of the wrong length, or with a NUL.
+    InvalidDescricao = "invalid-descricao", UNPROCESSABLE_ENTITY, "Invalid descricao";
+    /// `Idempotency-Key` malformed or sent more than once.
+    InvalidIdempotencyKey = "invalid-idempotency-key", UNPROCESSABLE_ENTITY, "Invalid Idempotency-Key";
+    /// The debit would take the balance below `-limite`.
+    LimitExceeded = "limit-exceeded", UNPROCESSABLE_ENTITY, "Debit exceeds the limit";
+    /// The credit would take the balance past 64-bit cents.
+    BalanceOverflow = "balance-overflow", UNPROCESSABLE_ENTITY, "Balance would overflow";
+    /// The `Idempotency-Key` was first used for a different request.
+    IdempotencyKeyReused = "idempotency-key-reused", UNPROCESSABLE_ENTITY, "Idempotency-Key reused";
+    /// The database cannot answer now.
+    ServiceUnavailable = "service-unavailable", SERVICE_UNAVAILABLE, "Service unavailable";
+    /// `GET /health`: this instance cannot serve (the detail says why).
+    Unhealthy = "unhealthy", SERVICE_UNAVAILABLE, "Unhealthy";
+}
+
+/// A problem details object (RFC 9457 §3): the body of every error
+/// response, `{"type", "title", "status", "detail"}`, sent as
+/// `application/problem+json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Which rule; gives `type`, `title` and `status`.
+    pub kind: ProblemType,
+    /// What went wrong with this request, for people (RFC 9457 §3.1.4).
+    pub detail: String,
+}
+
+impl Serialize for Problem {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            title: &'static str,
+            status: u16,
+            detail: &'a str,
+        }
+        Wire {
+            kind: self.kind.uri(),
+            title: self.kind.title(),
+            status: self.kind.status().as_u16(),
+            detail: &self.detail,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl Problem {
+    /// The body as JSON bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a problem always serialises")
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        (
+            self.kind.status(),
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            self.to_json(),
+        )
+            .into_response()
+    }
+}
+
 /// Every way a request can fail. Each variant maps to exactly one status
-/// code (docs/contract.md §2.4) and is answered with a
-/// JSON body `{"error": "<message>"}`. Errors of the layers below are
-/// wrapped, not copied: a refused posting keeps its [`PostingError`], an
-/// unavailable ledger its [`LedgerError`] with the whole cause.
+/// code (docs/contract.md §2.4, §2.7) and is answered with a [`Problem`]
+/// (docs/contract.md §2.5). Errors of the layers below are wrapped, not
+/// copied: a refused posting keeps its [`PostingError`], an unavailable
+/// ledger its [`LedgerError`] with the whole cause.
 #[derive(Debug, Error)]
 pub enum ApiError {
+    /// An HTTP/1.1 request without exactly one valid `Host` field: 400
+    /// (RFC 9112 §3.2).
+    #[error("{0}")]
+    InvalidHost(&'static str),
+    /// A `Transfer-Encoding` other than `chunked`: 501 (RFC 9112 §6.1).
+    #[error("only the chunked transfer coding is supported")]
+    UnsupportedTransferEncoding,
     /// The body is not one well-formed JSON value (syntax error, empty
-    /// body, trailing data): 400.
+    /// body, trailing data, invalid UTF-8): 400.
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    /// The body could not be read: a malformed chunk, or the connection
+    /// ended before the declared length: 400.
+    #[error("the request body could not be read: {0}")]
+    UnreadableBody(String),
     /// Well-formed JSON that breaks a field rule (docs/contract.md §2): 422.
     #[error("{0}")]
     InvalidField(#[from] InvalidField),
@@ -36,12 +197,24 @@ pub enum ApiError {
     /// The path exists but not for this method: 405.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// More than one `Content-Type` field: 400 (RFC 9110 §8.3 defines one
+    /// media type; RFC 9110 §5.3 forbids repeating a singleton field).
+    #[error("Content-Type must be sent once")]
+    RepeatedContentType,
     /// The body is larger than the limit: 413.
     #[error("request body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body did not arrive within the deadline (milliseconds): 408, and
+    /// the connection is closed (RFC 9110 §15.5.9).
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u128),
     /// `Content-Type` is missing or not JSON: 415.
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
+    /// A `Content-Encoding` other than `identity`: 415, answered with
+    /// `Accept-Encoding: identity` (RFC 9110 §12.5.3, §15.5.16).
+    #[error("request content codings are not supported; send the body as is")]
+    UnsupportedContentEncoding,
     /// The database cannot answer now: 503. The cause is logged whole,
     /// never sent to the client.
     #[error("service unavailable")]
@@ -49,18 +222,47 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The problem type of this error; its status is the response's.
+    pub fn problem_type(&self) -> ProblemType {
+        match self {
+            ApiError::InvalidHost(_) => ProblemType::InvalidHost,
+            ApiError::UnsupportedTransferEncoding => ProblemType::UnsupportedTransferEncoding,
+            ApiError::MalformedJson(_) => ProblemType::MalformedJson,
+            ApiError::UnreadableBody(_) => ProblemType::UnreadableBody,
+            ApiError::InvalidField(invalid) => match invalid.rule {
+                FieldRule::Body => ProblemType::InvalidBody,
+                FieldRule::Amount => ProblemType::InvalidValor,
+                FieldRule::Kind => ProblemType::InvalidTipo,
+                FieldRule::Description => ProblemType::InvalidDescricao,
+                FieldRule::IdempotencyKey => ProblemType::InvalidIdempotencyKey,
+            },
+            ApiError::Refused(PostingError::LimitExceeded) => ProblemType::LimitExceeded,
+            ApiError::Refused(PostingError::Overflow) => ProblemType::BalanceOverflow,
+            ApiError::Refused(PostingError::IdempotencyKeyReused) => {
+                ProblemType::IdempotencyKeyReused
+            }
+            ApiError::AccountNotFound => ProblemType::AccountNotFound,
+            ApiError::NotFound => ProblemType::NotFound,
+            ApiError::MethodNotAllowed => ProblemType::MethodNotAllowed,
+            ApiError::RepeatedContentType => ProblemType::RepeatedContentType,
+            ApiError::PayloadTooLarge(_) => ProblemType::BodyTooLarge,
+            ApiError::BodyTimeout(_) => ProblemType::BodyTimeout,
+            ApiError::UnsupportedMediaType => ProblemType::UnsupportedMediaType,
+            ApiError::UnsupportedContentEncoding => ProblemType::UnsupportedContentEncoding,
+            ApiError::Unavailable(_) => ProblemType::ServiceUnavailable,
+        }
+    }
+
     /// The status code of this variant.
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidField(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::AccountNotFound => StatusCode::NOT_FOUND,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        self.problem_type().status()
+    }
+
+    /// The body sent for this error.
+    pub fn problem(&self) -> Problem {
+        Problem {
+            kind: self.problem_type(),
+            detail: self.to_string(),
         }
     }
 }
@@ -79,10 +281,26 @@ impl From<LedgerError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Unavailable(cause) = &self {
-            tracing::error!("{}", ErrorChain(cause));
+            crate::log_limit::error(&ErrorChain(cause).to_string());
         }
-        let body = serde_json::json!({ "error": self.to_string() });
-        super::json_response(self.status(), &body)
+        let mut response = self.problem().into_response();
+        match self {
+            // The connection cannot carry another request: the body was
+            // not (fully) read, or its framing is broken.
+            ApiError::BodyTimeout(_) | ApiError::UnreadableBody(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            ApiError::UnsupportedContentEncoding => {
+                response.headers_mut().insert(
+                    header::ACCEPT_ENCODING,
+                    HeaderValue::from_static("identity"),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }
 
@@ -96,6 +314,7 @@ mod tests {
         let error = ApiError::from(LedgerError::unavailable("PostgreSQL", cause));
         assert_eq!(error.to_string(), "service unavailable");
         assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.problem().detail, "service unavailable");
         // The whole cause stays reachable for the log.
         assert!(ErrorChain(&error)
             .to_string()
@@ -103,18 +322,20 @@ mod tests {
     }
 
     #[test]
-    fn ledger_errors_map_to_their_status() {
+    fn ledger_errors_map_to_their_status_and_type() {
         let status = |e| ApiError::from(e).status();
         assert_eq!(status(LedgerError::AccountNotFound), StatusCode::NOT_FOUND);
-        for refusal in [
-            PostingError::LimitExceeded,
-            PostingError::Overflow,
-            PostingError::IdempotencyKeyReused,
+        for (refusal, kind) in [
+            (PostingError::LimitExceeded, ProblemType::LimitExceeded),
+            (PostingError::Overflow, ProblemType::BalanceOverflow),
+            (
+                PostingError::IdempotencyKeyReused,
+                ProblemType::IdempotencyKeyReused,
+            ),
         ] {
-            assert_eq!(
-                status(LedgerError::Refused(refusal)),
-                StatusCode::UNPROCESSABLE_ENTITY
-            );
+            let error = ApiError::from(LedgerError::Refused(refusal));
+            assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(error.problem_type(), kind);
             // The message is the refusal's own.
             assert_eq!(ApiError::from(refusal).to_string(), refusal.to_string());
         }
@@ -122,5 +343,48 @@ mod tests {
             status(LedgerError::unavailable_because("x")),
             StatusCode::SERVICE_UNAVAILABLE
         );
+    }
+
+    #[test]
+    fn problem_bodies_follow_rfc_9457() {
+        let problem = ApiError::from(InvalidField::new(
+            FieldRule::Description,
+            "descricao must be 1 to 10 characters long",
+        ))
+        .problem();
+        let body: serde_json::Value = serde_json::from_slice(&problem.to_json()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "urn:crebito:problem:invalid-descricao",
+                "title": "Invalid descricao",
+                "status": 422,
+                "detail": "descricao must be 1 to 10 characters long",
+            })
+        );
+    }
+
+    #[test]
+    fn problem_types_are_distinct_urns() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ProblemType::ALL {
+            let name = kind.uri().strip_prefix("urn:crebito:problem:").unwrap();
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                "{name}"
+            );
+            assert!(seen.insert(kind.uri()), "{} twice", kind.uri());
+            assert!(kind.status().is_client_error() || kind.status().is_server_error());
+        }
+    }
+
+    #[test]
+    fn every_problem_type_is_in_the_contract() {
+        // docs/contract.md §2.5 lists each type with its status.
+        let contract = include_str!("../../../../docs/contract.md");
+        for kind in ProblemType::ALL {
+            let row = format!("| `{}` | {} |", kind.uri(), kind.status().as_u16());
+            assert!(contract.contains(&row), "docs/contract.md lacks {row}");
+        }
     }
 }

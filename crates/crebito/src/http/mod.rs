@@ -19,7 +19,7 @@ use crate::ledger::{Ledger, LedgerError};
 pub mod error;
 pub mod request;
 
-pub use error::ApiError;
+pub use error::{ApiError, Problem, ProblemType};
 use request::{AccountPath, IdempotencyHeader, PostingBody};
 
 /// Builds the application: `POST /clientes/{id}/transacoes`,
@@ -126,10 +126,19 @@ async fn get_statement<L: Ledger>(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-async fn health<L: Ledger>(State(ledger): State<Arc<L>>) -> Result<Response, ApiError> {
-    ledger.ping().await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({ "status": "ok" }),
-    ))
+/// `GET /health` (docs/contract.md §2.8): 200 `{"status":"ok"}` when the
+/// ledger can take writes, else 503 with the reason
+/// ([`Ledger::health`]) as the problem's `detail`; the cause is logged.
+async fn health<L: Ledger>(State(ledger): State<Arc<L>>) -> Response {
+    match ledger.health().await {
+        Ok(()) => json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+        Err(unhealthy) => {
+            crate::log_limit::UNHEALTHY.report(&crate::ledger::ErrorChain(&unhealthy).to_string());
+            Problem {
+                kind: ProblemType::Unhealthy,
+                detail: unhealthy.reason.to_string(),
+            }
+            .into_response()
+        }
+    }
 }

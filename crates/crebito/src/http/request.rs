@@ -1,15 +1,16 @@
 //! Turning request parts into domain values (parse, don't validate).
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiError;
 use crate::domain::{
-    AccountId, Amount, Description, IdempotencyKey, InvalidField, Kind, Transaction,
+    AccountId, Amount, Description, FieldRule, IdempotencyKey, InvalidField, Kind, Transaction,
 };
 
 /// Largest accepted request body, in bytes (docs/contract.md §2.1:
@@ -34,8 +35,10 @@ impl<S: Send + Sync> FromRequestParts<S> for AccountPath {
     }
 }
 
-/// The optional `Idempotency-Key` header of a posting. Rejection: 422 when
-/// present but not 1 to 64 visible ASCII characters.
+/// The optional `Idempotency-Key` header of a posting (docs/contract.md
+/// §2.6): an RFC 8941 sf-string (`"key"`) or the bare key, see
+/// [`IdempotencyKey::from_header`]. Rejection: 422 when present but
+/// malformed, or sent more than once.
 #[derive(Debug, Clone)]
 pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
 
@@ -51,16 +54,33 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
             return Ok(IdempotencyHeader(None));
         };
         if values.next().is_some() {
-            return Err(InvalidField("Idempotency-Key must be sent once".into()).into());
+            return Err(InvalidField::new(
+                FieldRule::IdempotencyKey,
+                "Idempotency-Key must be sent once",
+            )
+            .into());
         }
-        let text = value.to_str().unwrap_or("\u{0}");
-        Ok(IdempotencyHeader(Some(IdempotencyKey::new(text)?)))
+        Ok(IdempotencyHeader(Some(IdempotencyKey::from_header(
+            value.as_bytes(),
+        )?)))
     }
 }
 
+/// The request body could not be read in full within the body deadline
+/// (set by the server for every request, docs/contract.md §2.7). The
+/// server's request guard fails the body with this error; [`PostingBody`]
+/// answers it 408.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {} ms", .0.as_millis())]
+pub struct BodyDeadlineExceeded(pub std::time::Duration);
+
 /// The body of `POST /clientes/{id}/transacoes`, parsed into a
-/// [`Transaction`]. Rejections: 415 without a JSON `Content-Type`, 413 over
-/// [`MAX_BODY_BYTES`], then as [`parse_transaction`].
+/// [`Transaction`]. Rejections, in this order (docs/contract.md §2.4):
+/// 400 for more than one `Content-Type`; 415 without a JSON `Content-Type`
+/// or with a `Content-Encoding` other than `identity`; 413 over
+/// [`MAX_BODY_BYTES`]; 408 when the body does not arrive within the
+/// deadline; 400 when it cannot be read (a malformed chunk, shorter than
+/// its `Content-Length`); then as [`parse_transaction`].
 #[derive(Debug, Clone)]
 pub struct PostingBody(pub Transaction);
 
@@ -68,15 +88,9 @@ impl<S: Send + Sync> FromRequest<S> for PostingBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
-        let headers = request.headers();
-        let content_type = headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if !is_json_content_type(content_type) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let declared = headers
+        check_content_headers(request.headers())?;
+        let declared = request
+            .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
@@ -86,9 +100,56 @@ impl<S: Send + Sync> FromRequest<S> for PostingBody {
         // Also bounds bodies without a Content-Length (chunked).
         let body = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
             .await
-            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
+            .map_err(|e| body_error(e.into_inner()))?;
         parse_transaction(&body).map(PostingBody)
     }
+}
+
+/// The representation metadata of a posting: exactly one `Content-Type`,
+/// JSON; no content coding other than `identity`.
+fn check_content_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut content_types = headers.get_all(CONTENT_TYPE).iter();
+    let content_type = content_types.next();
+    if content_types.next().is_some() {
+        return Err(ApiError::RepeatedContentType);
+    }
+    let content_type = content_type
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !is_json_content_type(content_type) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    // RFC 9110 §8.4: a list of codings, possibly over several field lines;
+    // only `identity` (no coding at all) is understood here.
+    for value in headers.get_all(CONTENT_ENCODING) {
+        let codings = value
+            .to_str()
+            .map_err(|_| ApiError::UnsupportedContentEncoding)?;
+        if codings
+            .split(',')
+            .map(str::trim)
+            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
+        {
+            return Err(ApiError::UnsupportedContentEncoding);
+        }
+    }
+    Ok(())
+}
+
+/// Classifies a failed body read: over the limit (413), past the deadline
+/// (408), or unreadable framing (400) — whichever the cause chain holds.
+fn body_error(error: axum::BoxError) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return ApiError::PayloadTooLarge(MAX_BODY_BYTES);
+        }
+        if let Some(BodyDeadlineExceeded(after)) = e.downcast_ref() {
+            return ApiError::BodyTimeout(after.as_millis());
+        }
+        cause = e.source();
+    }
+    ApiError::UnreadableBody(error.to_string())
 }
 
 /// True for `application/json` and `application/<something>+json`, with or
@@ -128,31 +189,39 @@ pub fn parse_transaction(body: &[u8]) -> Result<Transaction, ApiError> {
     // field before it is already wrong.
     serde_json::from_slice::<IgnoredAny>(body)
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    let raw: RawTransaction = serde_json::from_slice(body).map_err(|e| {
-        InvalidField(format!(
-            "body must be a JSON object with valor, tipo and descricao: {e}"
-        ))
-    })?;
+    let body_rule = |message: String| InvalidField::new(FieldRule::Body, message);
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(
+            body_rule("body must be a JSON object with valor, tipo and descricao".into()).into(),
+        );
+    }
+    // An object: the only error left is a field given twice ("duplicate
+    // field `valor` at line 1 column 30"), which names only wire names.
+    let raw: RawTransaction =
+        serde_json::from_slice(body).map_err(|e| body_rule(format!("{e}")))?;
+    let amount_rule = |message: String| InvalidField::new(FieldRule::Amount, message);
     let amount = match raw.valor {
         Some(Value::Number(n)) => match n.as_i64() {
             Some(cents) => Amount::new(cents)?,
             None if n.is_u64() => {
-                return Err(InvalidField(format!("valor must be at most {}", i64::MAX)).into())
+                return Err(amount_rule(format!("valor must be at most {}", i64::MAX)).into())
             }
-            None => return Err(InvalidField("valor must be an integer".into()).into()),
+            None => return Err(amount_rule("valor must be an integer".into()).into()),
         },
-        None => return Err(InvalidField("valor is required".into()).into()),
-        Some(_) => return Err(InvalidField("valor must be an integer".into()).into()),
+        None => return Err(amount_rule("valor is required".into()).into()),
+        Some(_) => return Err(amount_rule("valor must be an integer".into()).into()),
     };
+    let kind_rule = |message: &str| InvalidField::new(FieldRule::Kind, message);
     let kind = match raw.tipo {
         Some(Value::String(code)) => Kind::parse(&code)?,
-        None => return Err(InvalidField("tipo is required".into()).into()),
-        Some(_) => return Err(InvalidField(r#"tipo must be the string "c" or "d""#.into()).into()),
+        None => return Err(kind_rule("tipo is required").into()),
+        Some(_) => return Err(kind_rule(r#"tipo must be the string "c" or "d""#).into()),
     };
+    let description_rule = |message: &str| InvalidField::new(FieldRule::Description, message);
     let description = match raw.descricao {
         Some(Value::String(text)) => Description::new(text)?,
-        None => return Err(InvalidField("descricao is required".into()).into()),
-        Some(_) => return Err(InvalidField("descricao must be a string".into()).into()),
+        None => return Err(description_rule("descricao is required").into()),
+        Some(_) => return Err(description_rule("descricao must be a string").into()),
     };
     Ok(Transaction {
         amount,
@@ -219,6 +288,16 @@ mod tests {
             let status = parse_transaction(body).map_or_else(|e| e.status(), |_| StatusCode::OK);
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
         }
+        // Invalid UTF-8 anywhere, also in a field that is ignored, its name
+        // or its value (RFC 8259 §8.1).
+        for body in [
+            &b"{\"valor\": 1, \"tipo\": \"c\", \"descricao\": \"x\", \"extra\": \"\xff\"}"[..],
+            b"{\"valor\": 1, \"tipo\": \"c\", \"descricao\": \"x\", \"\xfe\xff\": 1}",
+            b"{\"valor\": 1, \"tipo\": \"c\", \"descricao\": \"x\", \"e\": [\"\xed\xa0\x80\"]}",
+        ] {
+            let status = parse_transaction(body).map_or_else(|e| e.status(), |_| StatusCode::OK);
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
+        }
         // Deep nesting is an error, not a stack overflow: unbalanced is
         // malformed, balanced is well-formed but not an object.
         let open = "[".repeat(100_000);
@@ -270,6 +349,62 @@ mod tests {
         ] {
             assert_eq!(status(body), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         }
+    }
+
+    #[test]
+    fn messages_name_no_internal_type() {
+        for body in ["[1,2]", "1", "\"x\"", "null", "[]"] {
+            let error = parse_transaction(body.as_bytes()).unwrap_err();
+            assert_eq!(
+                error.problem().kind,
+                super::super::error::ProblemType::InvalidBody
+            );
+            let message = error.to_string();
+            assert!(
+                !message.contains("RawTransaction") && !message.contains("struct"),
+                "{message}"
+            );
+            assert!(message.contains("JSON object"), "{message}");
+        }
+        let error =
+            parse_transaction(br#"{"valor": 1, "valor": 2, "tipo": "c", "descricao": "x"}"#)
+                .unwrap_err();
+        assert!(
+            error.to_string().contains("duplicate field `valor`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn each_field_has_its_problem_type() {
+        use super::super::error::ProblemType;
+        let kind = |body: &str| {
+            parse_transaction(body.as_bytes())
+                .unwrap_err()
+                .problem()
+                .kind
+        };
+        assert_eq!(
+            kind(r#"{"valor": 0, "tipo": "c", "descricao": "x"}"#),
+            ProblemType::InvalidValor
+        );
+        assert_eq!(
+            kind(r#"{"tipo": "c", "descricao": "x"}"#),
+            ProblemType::InvalidValor
+        );
+        assert_eq!(
+            kind(r#"{"valor": 1, "tipo": "x", "descricao": "x"}"#),
+            ProblemType::InvalidTipo
+        );
+        assert_eq!(
+            kind(r#"{"valor": 1, "tipo": "c", "descricao": "123456789 e mais"}"#),
+            ProblemType::InvalidDescricao
+        );
+        assert_eq!(
+            kind(r#"{"valor": 1, "tipo": "c", "descricao": null}"#),
+            ProblemType::InvalidDescricao
+        );
+        assert_eq!(kind("{"), ProblemType::MalformedJson);
     }
 
     #[test]

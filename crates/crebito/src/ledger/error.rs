@@ -58,6 +58,32 @@ impl LedgerError {
     }
 }
 
+/// Why a ledger cannot take writes now: `GET /health` answers 503 with
+/// [`Unhealthy::reason`] (docs/contract.md §2.8) and logs the cause.
+#[derive(Debug, Error)]
+#[error("unhealthy: {reason}")]
+pub struct Unhealthy {
+    /// One fixed sentence, safe to show to clients (no path, host or
+    /// server message), e.g. "the database is read-only".
+    pub reason: Cow<'static, str>,
+    /// What failed, for the log.
+    #[source]
+    pub cause: Option<LedgerError>,
+}
+
+impl Unhealthy {
+    /// An [`Unhealthy`] for `reason`, caused by `cause`.
+    pub fn new(
+        reason: impl Into<Cow<'static, str>>,
+        cause: impl Into<Option<LedgerError>>,
+    ) -> Self {
+        Unhealthy {
+            reason: reason.into(),
+            cause: cause.into(),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for LedgerError {
     fn from(error: tokio_postgres::Error) -> Self {
         LedgerError::unavailable("PostgreSQL", error)

@@ -17,7 +17,7 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use crate::audit::{AccountAudit, AuditReport, PostingRow};
-pub use error::{BoxError, ErrorChain, LedgerError};
+pub use error::{BoxError, ErrorChain, LedgerError, Unhealthy};
 
 /// Ledger storage shared by all request handlers.
 ///
@@ -59,6 +59,14 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Runs a trivial query; `Ok` when the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), LedgerError>> + Send;
+
+    /// Whether this instance can take postings now (`GET /health`,
+    /// docs/contract.md §2.8). PostgreSQL: the database answers. SQLite: the
+    /// file at the path is still the one opened, and a write commits (so a
+    /// read-only file, directory or file system, a full disk and a deleted
+    /// file are each reported). Errors: [`Unhealthy`] with a reason for
+    /// clients and the cause for the log.
+    fn health(&self) -> impl Future<Output = Result<(), Unhealthy>> + Send;
 
     /// Checks every account's balance against its transactions.
     fn audit(&self) -> impl Future<Output = Result<AuditReport, LedgerError>> + Send;
@@ -116,6 +124,10 @@ pub struct LedgerOptions {
     /// only in that case may a posting answered 503 still have been applied,
     /// which a retry with the same `Idempotency-Key` resolves.
     pub query_timeout: Duration,
+    /// SQLite: whether a missing database file may be created (with the
+    /// seeded accounts). Either way a creation is logged as a warning; when
+    /// `false`, a missing file is an error. PostgreSQL ignores it.
+    pub create_if_missing: bool,
 }
 
 impl Default for LedgerOptions {
@@ -126,6 +138,7 @@ impl Default for LedgerOptions {
             pool_size: 4,
             acquire_timeout: Duration::from_secs(2),
             query_timeout: Duration::from_secs(5),
+            create_if_missing: true,
         }
     }
 }
@@ -150,7 +163,9 @@ impl AnyLedger {
             DatabaseUrl::Postgres(url) => {
                 AnyLedger::Postgres(postgres::PostgresLedger::connect(url, options).await?)
             }
-            DatabaseUrl::Sqlite(path) => AnyLedger::Sqlite(sqlite::SqliteLedger::open(path).await?),
+            DatabaseUrl::Sqlite(path) => AnyLedger::Sqlite(
+                sqlite::SqliteLedger::open_with(path, options.create_if_missing).await?,
+            ),
         })
     }
 
@@ -207,6 +222,13 @@ impl Ledger for AnyLedger {
         match self {
             AnyLedger::Postgres(l) => l.ping().await,
             AnyLedger::Sqlite(l) => l.ping().await,
+        }
+    }
+
+    async fn health(&self) -> Result<(), Unhealthy> {
+        match self {
+            AnyLedger::Postgres(l) => l.health().await,
+            AnyLedger::Sqlite(l) => l.health().await,
         }
     }
 

@@ -26,7 +26,7 @@ use tokio_postgres::{NoTls, Row};
 
 use super::idempotency::{NextAction, RecordedKey};
 use super::migrations::{self, Migration};
-use super::{AccountAudit, AuditReport, Ledger, LedgerError, LedgerOptions, PostingRow};
+use super::{AccountAudit, AuditReport, Ledger, LedgerError, LedgerOptions, PostingRow, Unhealthy};
 use crate::domain::{
     AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, PostingError, Statement,
     Transaction,
@@ -540,6 +540,13 @@ impl Ledger for PostgresLedger {
             tokio::time::timeout(self.round_trip_timeout, client.simple_query("SELECT 1")).await;
         Self::release(client, outcome)??;
         Ok(())
+    }
+
+    /// Healthy when the database answers (see [`Ledger::health`]).
+    async fn health(&self) -> Result<(), Unhealthy> {
+        self.ping()
+            .await
+            .map_err(|e| Unhealthy::new("the database does not answer", e))
     }
 
     async fn postings(&self) -> Result<Vec<PostingRow>, LedgerError> {

@@ -18,7 +18,7 @@ use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime};
 
 use super::idempotency::{NextAction, RecordedKey, RecordedOutcome};
 use super::migrations::{self, Migration};
-use super::{AccountAudit, AuditReport, Ledger, LedgerError, PostingRow};
+use super::{AccountAudit, AuditReport, Ledger, LedgerError, PostingRow, Unhealthy};
 use crate::domain::{
     self, AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, PostingError, Statement,
     Transaction,
@@ -42,6 +42,8 @@ const POOL_SIZE: usize = 4;
 pub struct SqliteLedger {
     /// The database file, for error messages.
     path: std::sync::Arc<str>,
+    /// The file opened at start, to notice when the path no longer names it.
+    file: std::sync::Arc<FileIdentity>,
     pool: Pool,
     /// Postings of this process take turns here rather than in SQLite's
     /// busy handler, which sleeps with growing back-off while it waits for
@@ -49,15 +51,50 @@ pub struct SqliteLedger {
     /// Other processes sharing the file are still serialised by
     /// `BEGIN IMMEDIATE` and the busy timeout.
     writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// When the last health probe committed; a probe within
+    /// [`HEALTH_PROBE_REUSE`] of it is not repeated.
+    last_healthy: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// A health check within this long of a successful one reuses its result
+/// (each probe commits a write with an fsync).
+const HEALTH_PROBE_REUSE: Duration = Duration::from_secs(1);
 
 impl SqliteLedger {
     /// Opens (creating if needed, with its parent directory) the database
-    /// file at `path` and applies pending migrations.
-    ///
-    /// Errors: [`LedgerError::Unavailable`] when the directory or file cannot
-    /// be created or opened, or a migration fails.
+    /// file at `path` and applies pending migrations; see
+    /// [`SqliteLedger::open_with`].
     pub async fn open(path: &Path) -> Result<Self, LedgerError> {
+        Self::open_with(path, true).await
+    }
+
+    /// Opens the database file at `path` and applies pending migrations.
+    /// A missing file is created with its parent directory, and the event
+    /// logged as a warning, when `create_if_missing`; otherwise it is an
+    /// error. Once open, connections never create the file again (URI
+    /// `mode=rw`): a file deleted while the server runs is noticed (see
+    /// [`FileIdentity`]), not silently replaced by an empty one.
+    ///
+    /// Errors: [`LedgerError::Unavailable`] when the file is missing and may
+    /// not be created, the directory or file cannot be created or opened,
+    /// or a migration fails.
+    pub async fn open_with(path: &Path, create_if_missing: bool) -> Result<Self, LedgerError> {
+        if !path.exists() {
+            if !create_if_missing {
+                return Err(LedgerError::unavailable_because(format!(
+                    "no SQLite database at {}, and creating one is not allowed \
+                     (--require-existing-ledger)",
+                    path.display()
+                )));
+            }
+            tracing::warn!(
+                "no ledger at {}: creating a NEW one with the seeded accounts (if a ledger \
+                 was expected here, stop and restore it; --require-existing-ledger refuses \
+                 to start instead)",
+                path.display()
+            );
+            create_file(path)?;
+        }
         let ledger = Self::open_file(path)?;
         ledger
             .run(|conn| apply_migrations(conn, migrations::SQLITE))
@@ -83,12 +120,8 @@ impl SqliteLedger {
     }
 
     fn open_file(path: &Path) -> Result<Self, LedgerError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                LedgerError::unavailable(format!("cannot create {}", parent.display()), e)
-            })?;
-        }
-        let pool = Config::new(path)
+        let file = FileIdentity::of(path)?;
+        let pool = Config::new(open_existing_uri(path))
             .builder(Runtime::Tokio1)
             .map_err(|e| LedgerError::unavailable("cannot build the SQLite pool", e))?
             .max_size(POOL_SIZE)
@@ -107,8 +140,10 @@ impl SqliteLedger {
             .map_err(|e| LedgerError::unavailable("cannot build the SQLite pool", e))?;
         Ok(SqliteLedger {
             path: path.display().to_string().into(),
+            file: std::sync::Arc::new(file),
             pool,
             writer: Default::default(),
+            last_healthy: Default::default(),
         })
     }
 
@@ -124,6 +159,122 @@ impl SqliteLedger {
         })?;
         conn.interact(f).await?
     }
+}
+
+/// Creates an empty database file at `path`, and its parent directory.
+fn create_file(path: &Path) -> Result<(), LedgerError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            LedgerError::unavailable(format!("cannot create {}", parent.display()), e)
+        })?;
+    }
+    rusqlite::Connection::open(path)
+        .map(drop)
+        .map_err(|e| LedgerError::unavailable(format!("cannot create {}", path.display()), e))
+}
+
+/// An SQLite URI filename that opens `path` read-write but never creates it
+/// (`mode=rw`, <https://sqlite.org/uri.html>): a pooled connection opened
+/// after the file was deleted fails instead of starting an empty ledger.
+/// rusqlite opens with `SQLITE_OPEN_URI`. A path that is not UTF-8 is used
+/// as is.
+fn open_existing_uri(path: &Path) -> std::path::PathBuf {
+    let Some(text) = path.to_str() else {
+        return path.to_path_buf();
+    };
+    let mut uri = String::from("file:");
+    for c in text.chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=rw");
+    uri.into()
+}
+
+/// The device and inode of the database file as opened at start.
+///
+/// SQLite keeps writing to a file that was deleted or replaced under it:
+/// every posting acknowledged after that would be lost at the next start.
+/// Before each write the path is checked to still name this file.
+#[derive(Debug)]
+pub struct FileIdentity {
+    path: std::path::PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    /// The identity of the file at `path` now.
+    ///
+    /// Errors: [`LedgerError::Unavailable`] when it cannot be read.
+    pub fn of(path: &Path) -> Result<FileIdentity, LedgerError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| LedgerError::unavailable(format!("cannot open {}", path.display()), e))?;
+        Ok(FileIdentity {
+            path: path.to_path_buf(),
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
+
+    /// `Ok` while the path still names the file opened at start.
+    ///
+    /// Errors: [`Unhealthy`] saying whether the file is gone or was
+    /// replaced, with the path in its cause.
+    pub fn check(&self) -> Result<(), Unhealthy> {
+        use std::os::unix::fs::MetadataExt;
+        let fault = match std::fs::metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.device && meta.ino() == self.inode => return Ok(()),
+            Ok(_) => "the database file was replaced by another file while the server ran",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                "the database file was deleted while the server ran"
+            }
+            Err(_) => "the database file cannot be found",
+        };
+        Err(Unhealthy::new(
+            fault,
+            LedgerError::unavailable_because(format!(
+                "{fault}: {} is no longer the file opened at start; refusing writes \
+                 (postings would be lost): restore the file, or restart",
+                self.path.display()
+            )),
+        ))
+    }
+}
+
+/// Commits one write, proving that the file can take postings. Errors:
+/// [`Unhealthy`] naming the storage fault.
+fn probe_write(conn: &mut rusqlite::Connection) -> Result<(), Unhealthy> {
+    let mut attempt = || -> rusqlite::Result<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO health_probe (id, checked_at_us) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET checked_at_us = excluded.checked_at_us",
+            [Utc::now().timestamp_micros()],
+        )?;
+        tx.commit()
+    };
+    attempt().map_err(|e| {
+        use rusqlite::ErrorCode;
+        let reason = match e.sqlite_error_code() {
+            Some(ErrorCode::ReadOnly) => {
+                "the database is read-only (file, directory or file system)"
+            }
+            Some(ErrorCode::DiskFull) => "the disk is full",
+            Some(ErrorCode::CannotOpen) => "the database file cannot be opened",
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                "another process holds the database's write lock"
+            }
+            Some(ErrorCode::SystemIoFailure) => "the database file cannot be written (I/O error)",
+            _ => "the database cannot be written",
+        };
+        Unhealthy::new(reason, LedgerError::from(e))
+    })
 }
 
 fn apply_migrations(
@@ -387,6 +538,11 @@ impl Ledger for SqliteLedger {
         let key = key.cloned();
         let account = account.get();
         let _turn = self.writer.lock().await;
+        if let Err(unhealthy) = self.file.check() {
+            return Err(unhealthy.cause.unwrap_or_else(|| {
+                LedgerError::unavailable_because("the database file is not the one opened")
+            }));
+        }
         self.run(move |conn| post_blocking(conn, account, &transaction, key.as_ref()))
             .await
     }
@@ -414,6 +570,33 @@ impl Ledger for SqliteLedger {
     async fn ping(&self) -> Result<(), LedgerError> {
         self.run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+
+    /// Unhealthy when the path no longer names the file opened at start,
+    /// or a write cannot be committed (see [`Ledger::health`]).
+    async fn health(&self) -> Result<(), Unhealthy> {
+        self.file.check()?;
+        let recent = |at: &Option<std::time::Instant>| {
+            at.is_some_and(|at| at.elapsed() < HEALTH_PROBE_REUSE)
+        };
+        if recent(&self.last_healthy.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(());
+        }
+        let conn = self.pool.get().await.map_err(|e| {
+            Unhealthy::new(
+                "the database file cannot be opened",
+                LedgerError::unavailable(
+                    format!("cannot open the SQLite database {}", self.path),
+                    e,
+                ),
+            )
+        })?;
+        conn.interact(probe_write).await.map_err(|e| {
+            Unhealthy::new("the database cannot be written", LedgerError::from(e))
+        })??;
+        *self.last_healthy.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::time::Instant::now());
+        Ok(())
     }
 
     async fn audit(&self) -> Result<AuditReport, LedgerError> {

@@ -80,7 +80,7 @@ async fn unknown_accounts_are_404(app: TestApp) {
     ] {
         let (status, body) = app.statement(id).await;
         assert_eq!(status, 404, "statement {id}: {body}");
-        assert!(body["error"].is_string());
+        assert_eq!(body["type"], "urn:crebito:problem:account-not-found");
         let (status, body) = app
             .post_raw(id, r#"{"valor": 1, "tipo": "c", "descricao": "x"}"#)
             .await;
@@ -131,7 +131,7 @@ async fn limit_boundary(app: TestApp) {
     );
     let (status, body) = app.post(2, 2, "d", "demais").await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].is_string());
+    assert_eq!(body["type"], "urn:crebito:problem:limit-exceeded");
     let (status, body) = app.post(2, 1, "d", "limite").await;
     assert_eq!(
         (status, body),
@@ -164,7 +164,7 @@ async fn official_invalid_bodies(app: TestApp) {
         for (id, _) in SEEDED {
             let (status, response) = app.post_raw(&id.to_string(), body).await;
             assert_eq!(status, 422, "{body}: {response}");
-            assert!(response["error"].is_string());
+            assert!(response["detail"].is_string());
         }
     }
     for (id, _) in SEEDED {
@@ -194,7 +194,7 @@ async fn status_rules(app: TestApp) {
     ] {
         let (status, response) = send(Some("application/json"), body.into()).await;
         assert_eq!(status, 400, "{body:?}: {response}");
-        assert!(response["error"].is_string());
+        assert_eq!(response["type"], "urn:crebito:problem:malformed-json");
     }
     // Well-formed, invalid fields: 422.
     for body in [
@@ -272,7 +272,6 @@ async fn status_rules(app: TestApp) {
             .unwrap();
         let (status, body) = helpers::read(response).await;
         assert_eq!(status, expected, "{method} {path}: {body}");
-        assert!(body["error"].is_string());
     }
 }
 

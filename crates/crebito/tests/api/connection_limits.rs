@@ -71,6 +71,7 @@ fn limits(idle_ms: u64, max_connections: usize) -> Limits {
         idle_timeout: Duration::from_millis(idle_ms),
         max_connections,
         shutdown_grace: Duration::from_secs(1),
+        ..Limits::default()
     }
 }
 

@@ -332,16 +332,27 @@ pub async fn open_ledger(url: &str) -> AnyLedger {
     .expect("open ledger")
 }
 
-/// Serves the real router over `ledger` on a new loopback port, in the
-/// background; returns its base URL, `http://127.0.0.1:PORT`.
+/// Serves the real router over `ledger` with the real server
+/// (`crebito::server::serve`, default limits) on a new loopback port, in
+/// the background; returns its base URL, `http://127.0.0.1:PORT`.
 pub async fn serve<L: Ledger>(ledger: Arc<L>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    serve_with(ledger, crebito::server::Limits::default()).await
+}
+
+/// [`serve`] with `limits`.
+pub async fn serve_with<L: Ledger>(ledger: Arc<L>, limits: crebito::server::Limits) -> String {
+    let bound = crebito::server::bind(&"127.0.0.1:0".parse().unwrap())
         .await
         .expect("bind");
+    let crebito::server::Bound::Tcp(listener) = &bound else {
+        unreachable!("bound a TCP address")
+    };
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = crebito::http::router(ledger);
     tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("serve");
+        crebito::server::serve(bound, app, limits, std::future::pending())
+            .await
+            .expect("serve");
     });
     base
 }
@@ -443,7 +454,9 @@ pub async fn post_new_connection(
     read(response).await
 }
 
-/// Status and JSON body of a response; asserts the JSON content type.
+/// Status and JSON body of a response. Asserts the content type: JSON for
+/// a success, problem details (RFC 9457, docs/contract.md §2.5) for an
+/// error, whose `type`, `title`, `status` and `detail` it also checks.
 pub async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
     let content_type = response
@@ -453,19 +466,46 @@ pub async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
         .unwrap_or_default()
         .to_owned();
     let bytes = response.bytes().await.expect("body");
+    let expected = if status < 400 {
+        "application/json"
+    } else {
+        "application/problem+json"
+    };
     assert_eq!(
         content_type,
-        "application/json",
+        expected,
         "status {status}, body {:?}",
         String::from_utf8_lossy(&bytes)
     );
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
         panic!(
             "status {status}: body is not JSON ({e}): {:?}",
             String::from_utf8_lossy(&bytes)
         )
     });
+    if status >= 400 {
+        assert_problem(status, &body);
+    }
     (status, body)
+}
+
+/// Asserts that `body` is a problem details object (RFC 9457) of `status`:
+/// a `urn:crebito:problem:` type, a title, the status and a detail.
+pub fn assert_problem(status: u16, body: &serde_json::Value) {
+    let kind = body["type"].as_str().unwrap_or_default();
+    assert!(
+        kind.starts_with("urn:crebito:problem:") && kind.len() > 20,
+        "{status}: {body}"
+    );
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
 }
 
 /// A `crebito` process started by a test, its log (stderr) collected as it

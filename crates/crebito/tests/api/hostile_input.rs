@@ -75,12 +75,17 @@ fn send(
             .await
             .unwrap();
         let status = response.status().as_u16();
+        let expected = if status < 400 {
+            "application/json"
+        } else {
+            "application/problem+json"
+        };
         assert_eq!(
             response
                 .headers()
                 .get("content-type")
                 .map(|v| v.to_str().unwrap()),
-            Some("application/json")
+            Some(expected)
         );
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let value: Value = serde_json::from_slice(&bytes).expect("JSON body");
@@ -178,7 +183,8 @@ proptest! {
             send(Method::POST, &format!("/clientes/{id}/transacoes"), content_type, body.clone());
         prop_assert!(STATUSES.contains(&status), "status {status}: {value}");
         if status != 200 {
-            prop_assert!(value["error"].is_string());
+            prop_assert!(value["type"].as_str().is_some_and(|t| t.starts_with("urn:crebito:problem:")));
+            prop_assert_eq!(&value["status"], &json!(status));
             prop_assert_eq!(before, after, "a refused request recorded a transaction");
         }
         // The path is checked first: id 0 cannot name an account.

@@ -43,7 +43,7 @@ async fn retries_are_applied_once(app: TestApp) {
     )
     .await;
     assert_eq!(status, 422, "{error}");
-    assert!(error["error"].as_str().unwrap().contains("Idempotency-Key"));
+    assert_eq!(error["type"], "urn:crebito:problem:idempotency-key-reused");
     assert_eq!(transactions_of(&app, 1).await, 2);
     // Keys are per account.
     let other = post_with_key(&app.base, 2, "key-1", body.clone()).await;

@@ -80,7 +80,8 @@ async fn a_timed_out_statement_is_named_in_the_log() {
     )
     .await;
     assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"], "service unavailable");
+    assert_eq!(body["type"], "urn:crebito:problem:service-unavailable");
+    assert_eq!(body["detail"], "service unavailable");
     crebito.wait_for_log(
         "canceling statement due to statement timeout",
         Duration::from_secs(10),
