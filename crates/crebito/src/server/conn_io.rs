@@ -46,7 +46,7 @@ use crate::http::{Problem, ProblemType};
 pub const LINGER: Duration = Duration::from_secs(2);
 
 /// Most bytes discarded while lingering.
-const LINGER_MAX_BYTES: usize = 64 * 1024;
+const LINGER_MAX_BYTES: usize = 1024 * 1024;
 
 /// A response head longer than this is not one of ours nor hyper's: stop
 /// scanning.
