@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use crebito::config::{AuditSettings, Cli, Command, ServeSettings};
-use crebito::ledger::{AnyLedger, ErrorChain, Ledger};
+use crebito::ledger::{AnyLedger, DatabaseUrl, ErrorChain, Ledger};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -115,7 +115,8 @@ async fn purge_idempotency_keys(ledger: Arc<AnyLedger>, retention: Duration) {
 }
 
 /// The database may still be starting (docker compose, the stack script):
-/// retry for up to 30 s before giving up.
+/// retry for up to 30 s before giving up. A SQLite file has no server to
+/// wait for: its errors are final.
 async fn open_with_retry(
     settings: &ServeSettings,
 ) -> Result<AnyLedger, crebito::ledger::LedgerError> {
@@ -123,7 +124,10 @@ async fn open_with_retry(
     loop {
         match AnyLedger::open(&settings.database_url, &settings.ledger).await {
             Ok(ledger) => return Ok(ledger),
-            Err(e) if tokio::time::Instant::now() < deadline => {
+            Err(e)
+                if tokio::time::Instant::now() < deadline
+                    && matches!(settings.database_url, DatabaseUrl::Postgres(_)) =>
+            {
                 tracing::warn!("database not ready, retrying: {}", ErrorChain(&e));
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

@@ -95,6 +95,22 @@ impl SqliteLedger {
             );
             create_file(path)?;
         }
+        // SQLite would open a file it cannot write read-only, and fail
+        // later, or only on the first posting: say it now.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| {
+                LedgerError::unavailable(
+                    format!(
+                        "the SQLite database {} cannot be opened for writing (read-only file, \
+                         directory or file system?)",
+                        path.display()
+                    ),
+                    e,
+                )
+            })?;
         let ledger = Self::open_file(path)?;
         ledger
             .run(|conn| apply_migrations(conn, migrations::SQLITE))
@@ -281,6 +297,18 @@ fn apply_migrations(
     conn: &mut rusqlite::Connection,
     list: &[Migration],
 ) -> Result<(), LedgerError> {
+    // Nothing pending: no write at all, so that a ledger on read-only
+    // storage still starts and `GET /health` can say why it cannot post.
+    let applied: Option<i32> = conn
+        .query_row(
+            &format!("SELECT max(version) FROM {}", migrations::TABLE),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(None);
+    if applied.is_some() && applied == list.last().map(|m| m.version) {
+        return Ok(());
+    }
     // IMMEDIATE: two processes opening a new file at once take turns.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(&format!(
@@ -621,5 +649,44 @@ impl Ledger for SqliteLedger {
             Ok(rows)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_health_probe_names_a_read_only_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("probe.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!(
+            "../../migrations/sqlite/0004_health_probe.sql"
+        ))
+        .unwrap();
+        let mut writable = conn;
+        assert!(probe_write(&mut writable).is_ok());
+        let mut read_only = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let unhealthy = probe_write(&mut read_only).unwrap_err();
+        assert_eq!(
+            unhealthy.reason,
+            "the database is read-only (file, directory or file system)"
+        );
+    }
+
+    #[test]
+    fn pooled_connections_never_create_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a?b#c%d.db");
+        let error = rusqlite::Connection::open(open_existing_uri(&path));
+        assert!(error.is_err());
+        assert!(!path.exists());
+        rusqlite::Connection::open(&path).unwrap();
+        rusqlite::Connection::open(open_existing_uri(&path)).unwrap();
     }
 }

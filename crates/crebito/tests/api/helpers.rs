@@ -550,11 +550,17 @@ impl Crebito {
     /// `env` added (it may override both), stdout discarded and stderr
     /// collected.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Crebito {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crebito"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_crebito"));
+        command.args(args).envs(env.iter().copied());
+        Self::spawn_command(&mut command)
+    }
+
+    /// Starts `command` (which runs crebito, e.g. through a shell) like
+    /// [`Crebito::spawn`].
+    pub fn spawn_command(command: &mut Command) -> Crebito {
+        let mut child = command
             .env("RUST_LOG", "info")
             .env_remove("NO_COLOR")
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
