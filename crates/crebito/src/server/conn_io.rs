@@ -70,6 +70,9 @@ pub struct ConnIo<S> {
     pending: Vec<u8>,
     pending_from: usize,
     close: Close,
+    /// The write deadline passed: the client does not read, so lingering
+    /// for it is pointless.
+    write_failed: bool,
 }
 
 #[derive(Debug)]
@@ -106,6 +109,7 @@ impl<S> ConnIo<S> {
             pending: Vec::new(),
             pending_from: 0,
             close: Close::Open,
+            write_failed: false,
         }
     }
 }
@@ -119,13 +123,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
             .write_blocked
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "the client did not take the response within {} ms",
-                    timeout.as_millis()
-                ),
-            ))),
+            Poll::Ready(()) => {
+                self.write_failed = true;
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the client did not take the response within {} ms",
+                        timeout.as_millis()
+                    ),
+                )))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -354,6 +361,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
         let this = &mut *self;
         loop {
             match &mut this.close {
+                Close::Open if this.write_failed => this.close = Close::Closed,
                 Close::Open => {
                     ready!(this.poll_pending(cx))?;
                     match Pin::new(&mut this.inner).poll_shutdown(cx) {

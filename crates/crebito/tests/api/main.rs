@@ -31,6 +31,8 @@ mod concurrency;
 mod conformance;
 mod connection_limits;
 mod hostile_input;
+mod http_edge;
 mod idempotency;
 mod operator_log;
+mod storage_faults;
 mod unavailable;

@@ -6,13 +6,11 @@
 //! request is logged once per interval; running out of file descriptors is
 //! logged once per interval too.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::Crebito;
+use crate::helpers::{self, Crebito};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -34,7 +32,7 @@ fn start(db: &Path, extra: &[&str]) -> (Crebito, String) {
 }
 
 async fn post(base: &str) -> (u16, serde_json::Value) {
-    support::post_new_connection(
+    helpers::post_new_connection(
         base,
         1,
         None,
@@ -44,7 +42,7 @@ async fn post(base: &str) -> (u16, serde_json::Value) {
 }
 
 async fn health(base: &str) -> (u16, serde_json::Value) {
-    support::read(reqwest::get(format!("{base}/health")).await.unwrap()).await
+    helpers::read(reqwest::get(format!("{base}/health")).await.unwrap()).await
 }
 
 fn count(log: &str, needle: &str) -> usize {
@@ -143,10 +141,10 @@ impl Mount {
             .output()
             .ok()?;
         if !out.status.success() {
-            support::note(&format!(
+            eprintln!(
                 "cannot mount a tmpfs (not root?): {}",
                 String::from_utf8_lossy(&out.stderr)
-            ));
+            );
             return None;
         }
         Some(Mount(path))
@@ -296,7 +294,7 @@ async fn running_out_of_file_descriptors_is_logged_once_per_interval() {
     );
     // Once clients leave, it serves again.
     drop(clients);
-    let response = support::post_new_connection(
+    let response = helpers::post_new_connection(
         &format!("http://127.0.0.1:{port}"),
         1,
         None,
