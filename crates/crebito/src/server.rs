@@ -192,6 +192,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    let storm = Arc::new(ConnectionStorm::default());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -234,11 +235,14 @@ pub async fn serve(
             async move { Ok::<_, Infallible>(guard::handle(app, request, body_timeout).await) }
         });
         let connection = graceful.watch(builder.serve_connection(io, service));
+        let storm = storm.clone();
+        storm.opened();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("connection ended with an error: {e}");
             }
             drop(permit);
+            storm.closed();
         });
     }
     drop(bound);
@@ -249,6 +253,61 @@ pub async fn serve(
         tracing::warn!("requests still in flight after the shutdown grace period");
     }
     Ok(())
+}
+
+/// Gives the memory of a connection storm back to the system once it is
+/// over.
+///
+/// Each connection's buffers (about 19 KiB while its head arrives,
+/// scripts/memory) come from the heap in small blocks; glibc keeps freed
+/// blocks inside the heap, so after a storm of 1000 connections the process
+/// stayed at its peak RSS (22.5 MB, against 6.7 MB before the storm),
+/// whatever `glibc.malloc.trim_threshold` or `mmap_threshold`.
+/// `malloc_trim(0)` also returns the free pages inside the heap (10.5 MB
+/// after the same storm; 6.8 to 7.7 MB after storms of 200); it runs (on a
+/// blocking thread) when the open connections fall to a quarter of a peak
+/// of at least [`ConnectionStorm::MIN_PEAK`]: at most once per storm, never
+/// under steady load.
+#[derive(Default)]
+struct ConnectionStorm {
+    open: std::sync::atomic::AtomicUsize,
+    /// The most connections open since the last trim.
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl ConnectionStorm {
+    /// A peak below this is no storm.
+    const MIN_PEAK: usize = 128;
+
+    fn opened(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let open = self.open.fetch_add(1, Relaxed) + 1;
+        self.peak.fetch_max(open, Relaxed);
+    }
+
+    fn closed(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let open = self.open.fetch_sub(1, Relaxed) - 1;
+        let peak = self.peak.load(Relaxed);
+        if peak >= Self::MIN_PEAK
+            && open <= peak / 4
+            && self
+                .peak
+                .compare_exchange(peak, open, Relaxed, Relaxed)
+                .is_ok()
+        {
+            tokio::task::spawn_blocking(trim_heap);
+        }
+    }
+}
+
+/// Returns the heap's free pages to the system (glibc); nothing elsewhere.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory the allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// First pause after a failed `accept`; doubled while failures last.
