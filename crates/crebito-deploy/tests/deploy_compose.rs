@@ -424,3 +424,31 @@ fn nginx_never_retries_a_post_and_closes_idle_upstreams_first() {
         "nginx's upstream keepalive_timeout ({secs} s) must be shorter than the API's idle timeout ({api_idle} s)"
     );
 }
+
+/// What one connection may cost an instance while its request head (at most
+/// 8192 bytes, crebito's `server::MAX_HEAD_BYTES`) arrives, KiB: 16 to 19
+/// KiB measured by scripts/memory (docs/deployment.md), rounded up.
+const CONNECTION_KIB: u64 = 20;
+/// What an instance uses without connections, MB: 6.7 MB measured by
+/// scripts/memory on SQLite, rounded up for the PostgreSQL pool.
+const INSTANCE_BASE_MB: u64 = 12;
+
+#[test]
+fn the_connection_cap_fits_the_instance_memory() {
+    let compose = compose();
+    for (name, _) in services(&compose).iter().filter(|(_, d)| is_api(d)) {
+        let memory_mb = limits(&compose, name).memory.megabytes().unwrap();
+        let cap: u64 = environment(&compose, name)
+            .get("CREBITO_MAX_CONNECTIONS")
+            .unwrap_or_else(|| {
+                panic!("{name} sets CREBITO_MAX_CONNECTIONS (the default 4096 does not fit)")
+            })
+            .parse()
+            .expect("a number");
+        let worst_mb = INSTANCE_BASE_MB + cap * CONNECTION_KIB / 1024;
+        assert!(
+            worst_mb <= memory_mb,
+            "{name}: {cap} connections x {CONNECTION_KIB} KiB + {INSTANCE_BASE_MB} MB = {worst_mb} MB > {memory_mb} MB"
+        );
+    }
+}
