@@ -295,15 +295,28 @@ async fn a_client_that_never_reads_its_responses_is_disconnected(transport: Tran
     // One connection at a time: the pipelining client holds the only slot
     // until the write deadline frees it.
     let server = Server::start(transport, 1).await;
-    let stream = server.connect().await;
+    let stream: Pin<Box<dyn Stream>> = match &server.addr {
+        // A small receive window, so that the server's writes block after a
+        // few responses rather than after megabytes of them.
+        Listen::Tcp(addr) => {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            Box::pin(socket.connect(*addr).await.unwrap())
+        }
+        Listen::Unix(_) => server.connect().await,
+    };
     let (_read, mut write) = tokio::io::split(stream);
     let pipeline = tokio::spawn(async move {
+        // Until the server stops reading (its responses are stuck: hyper
+        // reads no request while one is unanswered) or closes the
+        // connection; the kernel buffers hold megabytes before that.
         let batch = HEALTH.repeat(1000);
-        // Until the server stops reading (its responses are stuck) or
-        // closes the connection.
-        while let Ok(Ok(())) =
-            tokio::time::timeout(Duration::from_secs(2), write.write_all(&batch)).await
-        {}
+        for _ in 0..1000 {
+            match tokio::time::timeout(Duration::from_secs(2), write.write_all(&batch)).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
+        }
         write
     });
     let _write = pipeline.await.unwrap();
