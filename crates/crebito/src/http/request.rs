@@ -3,7 +3,7 @@
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
@@ -119,21 +119,26 @@ fn check_content_headers(headers: &HeaderMap) -> Result<(), ApiError> {
     if !is_json_content_type(content_type) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    // RFC 9110 §8.4: a list of codings, possibly over several field lines;
-    // only `identity` (no coding at all) is understood here.
-    for value in headers.get_all(CONTENT_ENCODING) {
-        let codings = value
-            .to_str()
-            .map_err(|_| ApiError::UnsupportedContentEncoding)?;
-        if codings
-            .split(',')
-            .map(str::trim)
-            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"))
-        {
-            return Err(ApiError::UnsupportedContentEncoding);
-        }
+    // Only `identity` (no coding at all) is understood here.
+    if has_coding_other_than(headers, CONTENT_ENCODING, "identity") {
+        return Err(ApiError::UnsupportedContentEncoding);
     }
     Ok(())
+}
+
+/// True when the coding list `name` (`Content-Encoding`, RFC 9110 §8.4, or
+/// `Transfer-Encoding`, RFC 9112 §6.1: comma-separated, possibly over
+/// several field lines) names a coding other than `allowed` (any letter
+/// case), or is not text.
+pub fn has_coding_other_than(headers: &HeaderMap, name: HeaderName, allowed: &str) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value.to_str().map_or(true, |codings| {
+            codings
+                .split(',')
+                .map(str::trim)
+                .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(allowed))
+        })
+    })
 }
 
 /// Classifies a failed body read: over the limit (413), past the deadline

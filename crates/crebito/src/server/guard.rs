@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-use crate::http::request::BodyDeadlineExceeded;
+use crate::http::request::{has_coding_other_than, BodyDeadlineExceeded};
 use crate::http::ApiError;
 
 /// Most bytes of a body that the handler did not read (a request refused
@@ -90,17 +90,8 @@ pub fn check_framing(version: Version, headers: &HeaderMap) -> Result<(), ApiErr
         }
         _ => {}
     }
-    for value in headers.get_all(TRANSFER_ENCODING) {
-        let codings = value
-            .to_str()
-            .map_err(|_| ApiError::UnsupportedTransferEncoding)?;
-        if codings
-            .split(',')
-            .map(str::trim)
-            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case("chunked"))
-        {
-            return Err(ApiError::UnsupportedTransferEncoding);
-        }
+    if has_coding_other_than(headers, TRANSFER_ENCODING, "chunked") {
+        return Err(ApiError::UnsupportedTransferEncoding);
     }
     Ok(())
 }
