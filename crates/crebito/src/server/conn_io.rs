@@ -29,6 +29,7 @@
 //! last line feed it passed to hyper, and when the whole buffer holds no
 //! line feed, the request line is what is too long: 414 (RFC 9112 §3).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -81,9 +82,11 @@ enum Scan {
     Head(Vec<u8>),
     /// Inside a body: this many bytes pass through.
     Body(u64),
-    /// Everything passes through (a response this reader cannot follow, or
-    /// after a replaced one).
+    /// Everything passes through (a response this reader cannot follow).
     Off,
+    /// hyper's parse-error answer was replaced: nothing of hyper's follows
+    /// it (the connection closes), and anything that would is dropped.
+    Replaced,
 }
 
 enum Close {
@@ -207,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
             .and_then(|v| v.trim().parse::<u64>().ok());
         if matches!(status, 400 | 414 | 431) && !has_content_type && length.unwrap_or(0) == 0 {
             let date = header("date").map(<[u8]>::to_vec);
-            return (Scan::Off, self.replacement(status, date));
+            return (Scan::Replaced, self.replacement(status, date));
         }
         if (100..200).contains(&status) || status == 204 || status == 304 {
             return (Scan::Head(Vec::new()), head);
@@ -316,18 +319,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
                 }
                 written
             }
-            Scan::Off if this.pending.is_empty() => {
-                match Pin::new(&mut this.inner).poll_write(cx, buf) {
-                    Poll::Ready(result) => result?,
-                    Poll::Pending => {
-                        ready!(this.blocked(cx))?;
-                        return Poll::Pending;
-                    }
+            Scan::Off => match Pin::new(&mut this.inner).poll_write(cx, buf) {
+                Poll::Ready(result) => result?,
+                Poll::Pending => {
+                    ready!(this.blocked(cx))?;
+                    return Poll::Pending;
                 }
-            }
-            // Discarding hyper's bytes after a replaced response (its
-            // parse-error answer has no body; nothing should follow).
-            Scan::Off => buf.len(),
+            },
+            Scan::Replaced => buf.len(),
         };
         // Send what was accepted now if the socket takes it; if not, the
         // next write or flush does.
@@ -403,8 +402,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
         }
     }
 }
-
-use std::future::Future;
 
 #[cfg(test)]
 mod tests {

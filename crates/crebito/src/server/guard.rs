@@ -2,6 +2,7 @@
 //! application, the body deadline, and what happens to a body the handler
 //! did not read.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -164,8 +165,6 @@ impl Slot {
         self.finished || (!self.failed && self.body.is_end_stream())
     }
 }
-
-use std::future::Future;
 
 /// The body the router sees: the request's, failing with
 /// [`BodyDeadlineExceeded`] once the deadline passes.

@@ -336,11 +336,7 @@ pub async fn open_ledger(url: &str) -> AnyLedger {
 /// (`crebito::server::serve`, default limits) on a new loopback port, in
 /// the background; returns its base URL, `http://127.0.0.1:PORT`.
 pub async fn serve<L: Ledger>(ledger: Arc<L>) -> String {
-    serve_with(ledger, crebito::server::Limits::default()).await
-}
-
-/// [`serve`] with `limits`.
-pub async fn serve_with<L: Ledger>(ledger: Arc<L>, limits: crebito::server::Limits) -> String {
+    let limits = crebito::server::Limits::default();
     let bound = crebito::server::bind(&"127.0.0.1:0".parse().unwrap())
         .await
         .expect("bind");
