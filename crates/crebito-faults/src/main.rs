@@ -6,10 +6,12 @@
 //! the same key, so a posting whose first answer was lost is still applied
 //! at most once. Every posting's final outcome goes to a JSON Lines record
 //! that `crebito audit --acknowledged FILE` checks against the database; a
-//! JSON summary gives status counts and latencies, and the run is judged
-//! against the thresholds the scenario sets (`--allow`, `--max-ms`, …): one
+//! JSON summary gives status counts, latencies and how long the service was
+//! unavailable (the longest stretch without a final answer, and from the
+//! first failed attempt to the next answer), and the run is judged against
+//! the thresholds the scenario sets (`--allow`, `--max-ms`, …): one
 //! `ok:`/`FAIL:` line per check, exit status 1 when any fails. The scenario
-//! scripts (`scripts/faults`) read no JSON themselves.
+//! scripts (`scripts/faults`, `scripts/ha-faults`) read no JSON to judge.
 
 mod checks;
 
@@ -140,16 +142,85 @@ struct Summary {
     /// Answers that break the contract (e.g. a 422 that is not about the
     /// limit, or a 200 with a balance below -limite).
     contract_violations: Vec<String>,
+    /// How long the service was unavailable, as the clients saw it.
+    availability: Availability,
+    /// When each attempt ended and whether it got a final answer.
+    #[serde(skip)]
+    timeline: Vec<(Instant, bool)>,
+}
+
+/// The unavailability of a run, from every attempt's end time. A final
+/// answer (200 or 422) means the service worked; anything else (502, 503,
+/// 504, timeout, connection error) means it did not.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+struct Availability {
+    /// Longest stretch between two consecutive final answers, milliseconds:
+    /// the unavailability window, whether the service failed fast or stalled.
+    longest_gap_ms: f64,
+    /// From the end of the first failed attempt to the first final answer
+    /// after it, milliseconds ("first failed to first succeeded request");
+    /// absent when no attempt failed or none was answered after it.
+    first_failure_to_answer_ms: Option<f64>,
+    /// From the end of the first failed attempt to the end of the last one,
+    /// milliseconds; 0 when no attempt failed.
+    failure_span_ms: f64,
+    /// When the first failed attempt ended, milliseconds after the first
+    /// attempt ended; absent when no attempt failed.
+    first_failure_at_ms: Option<f64>,
+}
+
+impl Availability {
+    /// Computes the figures from `(end time, got a final answer)` pairs in
+    /// any order.
+    fn from_timeline(timeline: &mut [(Instant, bool)]) -> Self {
+        timeline.sort_by_key(|&(at, _)| at);
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let Some(&(start, _)) = timeline.first() else {
+            return Availability::default();
+        };
+        let mut longest_gap = Duration::ZERO;
+        let mut last_answer: Option<Instant> = None;
+        for &(at, _) in timeline.iter().filter(|(_, answered)| *answered) {
+            if let Some(previous) = last_answer {
+                longest_gap = longest_gap.max(at - previous);
+            }
+            last_answer = Some(at);
+        }
+        let failures: Vec<Instant> = timeline
+            .iter()
+            .filter(|(_, answered)| !answered)
+            .map(|&(at, _)| at)
+            .collect();
+        let (Some(&first), Some(&last)) = (failures.first(), failures.last()) else {
+            return Availability {
+                longest_gap_ms: ms(longest_gap),
+                ..Availability::default()
+            };
+        };
+        let recovered = timeline
+            .iter()
+            .find(|&&(at, answered)| answered && at > first)
+            .map(|&(at, _)| at);
+        Availability {
+            longest_gap_ms: ms(longest_gap),
+            first_failure_to_answer_ms: recovered.map(|at| ms(at - first)),
+            failure_span_ms: ms(last - first),
+            first_failure_at_ms: Some(ms(first - start)),
+        }
+    }
 }
 
 impl Summary {
-    fn attempt(&mut self, kind: &str, latency: Duration) {
+    /// Counts one attempt of result `kind` that ended at `ended` after
+    /// `latency`.
+    fn attempt(&mut self, kind: &str, ended: Instant, latency: Duration) {
         *self.attempts.entry(kind.to_owned()).or_default() += 1;
         let ms = latency.as_secs_f64() * 1000.0;
         let max = self.max_latency_ms.entry(kind.to_owned()).or_default();
         if ms > *max {
             *max = ms;
         }
+        self.timeline.push((ended, matches!(kind, "200" | "422")));
     }
 }
 
@@ -242,11 +313,12 @@ async fn worker(
             attempts += 1;
             let attempt_started = Instant::now();
             let result = attempt(&client, &url, &descricao, &body, timeout).await;
-            let latency = attempt_started.elapsed();
+            let ended = Instant::now();
+            let latency = ended - attempt_started;
             let mut s = summary.lock().await;
             match result {
                 Attempt::Answer(200, value) => {
-                    s.attempt("200", latency);
+                    s.attempt("200", ended, latency);
                     let (saldo, limite) = (value["saldo"].as_i64(), value["limite"].as_i64());
                     if !matches!((saldo, limite), (Some(b), Some(l)) if b >= -l) {
                         s.contract_violations.push(format!("200 with {value}"));
@@ -254,7 +326,7 @@ async fn worker(
                     break Outcome::Acknowledged;
                 }
                 Attempt::Answer(422, value) => {
-                    s.attempt("422", latency);
+                    s.attempt("422", ended, latency);
                     // docs/contract.md §2.5: the problem type names the rule.
                     if value["type"] != "urn:crebito:problem:limit-exceeded" {
                         s.contract_violations
@@ -262,13 +334,15 @@ async fn worker(
                     }
                     break Outcome::Refused;
                 }
-                Attempt::Answer(status @ (502..=504), _) => s.attempt(&status.to_string(), latency),
+                Attempt::Answer(status @ (502..=504), _) => {
+                    s.attempt(&status.to_string(), ended, latency)
+                }
                 Attempt::Answer(status, value) => {
-                    s.attempt(&status.to_string(), latency);
+                    s.attempt(&status.to_string(), ended, latency);
                     s.contract_violations
                         .push(format!("unexpected {status}: {value}"));
                 }
-                Attempt::Lost(kind) => s.attempt(kind, latency),
+                Attempt::Lost(kind) => s.attempt(kind, ended, latency),
             }
             drop(s);
             if started.elapsed() >= retry_for {
@@ -361,7 +435,9 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let summary = summary.lock().await;
+    let mut summary = summary.lock().await;
+    let mut timeline = std::mem::take(&mut summary.timeline);
+    summary.availability = Availability::from_timeline(&mut timeline);
     let json = serde_json::to_string_pretty(&*summary).expect("summary");
     // The human report goes where the JSON does not.
     let mut report: Box<dyn std::io::Write> = match &args.summary {
@@ -392,6 +468,14 @@ async fn main() -> ExitCode {
         summary.attempts,
         slowest
     )];
+    lines.push(format!(
+        "unavailable: longest stretch without a final answer {:.0} ms; first failed attempt to the next final answer {}",
+        summary.availability.longest_gap_ms,
+        summary
+            .availability
+            .first_failure_to_answer_ms
+            .map_or("- (none failed)".to_owned(), |ms| format!("{ms:.0} ms"))
+    ));
     let verdicts = args.thresholds().judge(&summary);
     lines.extend(verdicts.iter().map(ToString::to_string));
     for line in lines {
@@ -408,6 +492,57 @@ async fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timeline from (milliseconds after a base instant, answered) pairs.
+    fn timeline(events: &[(u64, bool)]) -> Vec<(Instant, bool)> {
+        let base = Instant::now();
+        events
+            .iter()
+            .map(|&(ms, answered)| (base + Duration::from_millis(ms), answered))
+            .collect()
+    }
+
+    #[test]
+    fn availability_of_a_run_without_failures() {
+        let mut events = timeline(&[(30, true), (0, true), (10, true)]);
+        let a = Availability::from_timeline(&mut events);
+        assert_eq!(a.longest_gap_ms, 20.0);
+        assert_eq!(a.first_failure_to_answer_ms, None);
+        assert_eq!(a.failure_span_ms, 0.0);
+        assert_eq!(a.first_failure_at_ms, None);
+    }
+
+    #[test]
+    fn availability_measures_the_outage_between_answers() {
+        // Answers until 100 ms, failures from 150 to 900 ms, answers again
+        // from 1200 ms; unordered, as workers report them.
+        let mut events = timeline(&[
+            (1200, true),
+            (0, true),
+            (150, false),
+            (100, true),
+            (900, false),
+            (500, false),
+            (1300, true),
+        ]);
+        let a = Availability::from_timeline(&mut events);
+        assert_eq!(a.longest_gap_ms, 1100.0);
+        assert_eq!(a.first_failure_to_answer_ms, Some(1050.0));
+        assert_eq!(a.failure_span_ms, 750.0);
+        assert_eq!(a.first_failure_at_ms, Some(150.0));
+    }
+
+    #[test]
+    fn availability_when_the_service_never_came_back() {
+        let mut events = timeline(&[(0, true), (50, false), (80, false)]);
+        let a = Availability::from_timeline(&mut events);
+        assert_eq!(a.first_failure_to_answer_ms, None);
+        assert_eq!(a.failure_span_ms, 30.0);
+        assert_eq!(
+            Availability::from_timeline(&mut []),
+            Availability::default()
+        );
+    }
 
     #[test]
     fn descriptions_fit_ten_characters_and_are_unique() {
