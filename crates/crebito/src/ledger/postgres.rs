@@ -10,14 +10,21 @@
 //!   10 rows cannot disagree.
 //! * Connections come from a deadpool pool with bounded waits; each call
 //!   returns its connection to the pool before the caller sees the result.
+//! * Failover (docs/ha.md): a connection whose server stopped being a
+//!   writable primary (read-only, SQLSTATE 25006), went away or stopped
+//!   answering is discarded together with every connection opened before
+//!   it; the next one is opened afresh, and a multi-host `DATABASE_URL`
+//!   with `target_session_attrs=read-write` sends it to whichever host is
+//!   the primary now. A posting that failed before it could have been
+//!   applied is tried once more on such a fresh connection.
 
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{
-    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
@@ -26,7 +33,10 @@ use tokio_postgres::{NoTls, Row};
 
 use super::idempotency::{NextAction, RecordedKey};
 use super::migrations::{self, Migration};
-use super::{AccountAudit, AuditReport, Ledger, LedgerError, LedgerOptions, PostingRow, Unhealthy};
+use super::{
+    AccountAudit, AuditReport, ErrorChain, Ledger, LedgerError, LedgerOptions, PostingRow,
+    Unhealthy,
+};
 use crate::domain::{
     AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, PostingError, Statement,
     Transaction,
@@ -124,6 +134,113 @@ pub struct PostgresLedger {
     /// Client-side bound of one request's round trips: the server's
     /// `statement_timeout` plus a second.
     round_trip_timeout: Duration,
+    /// Connections opened before this are never handed out again.
+    stale: Arc<StaleBefore>,
+}
+
+/// The instant up to which every connection of the pool is suspect. It is
+/// set when a connection showed that its server is no longer a writable
+/// primary (read-only: a standby or a fenced former primary), went away
+/// (connection lost, server shutting down) or stopped answering: the other
+/// connections opened by then most likely reach that same server. The
+/// pool's pre-recycle hook drops them instead of handing them out, so the
+/// next request opens a new connection (docs/ha.md).
+#[derive(Debug, Default)]
+struct StaleBefore(Mutex<Option<Instant>>);
+
+impl StaleBefore {
+    /// Every connection opened until now is stale.
+    fn mark(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// True for a connection opened at `created`, at or before the mark.
+    fn is_stale(&self, created: Instant) -> bool {
+        matches!(*self.0.lock().unwrap_or_else(|e| e.into_inner()), Some(mark) if created <= mark)
+    }
+}
+
+/// A pooled connection lent to one request for a bounded round trip. It
+/// goes back to the pool only through [`PostgresLedger::release`], once
+/// the server has answered. Dropped any other way — the request was
+/// cancelled mid-round-trip, e.g. its client hung up — it is closed and
+/// taken out of the pool instead: its statement may still be in flight,
+/// and the next request on it would wait behind that statement (forever,
+/// when the server is unreachable).
+struct Lease(Option<Object>);
+
+impl Lease {
+    fn into_object(mut self) -> Object {
+        self.0
+            .take()
+            .expect("a lease holds its connection until released")
+    }
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        self.0
+            .as_ref()
+            .expect("a lease holds its connection until released")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// How a posting attempt failed.
+#[derive(Debug)]
+enum Failed {
+    /// Before the database could have applied anything: no connection
+    /// could be opened, or the server refused the statement as read-only
+    /// (SQLSTATE 25006: a standby, or a former primary). Trying again on a
+    /// fresh connection cannot apply the posting twice.
+    NotApplied(LedgerError),
+    /// Anything else: a rule, a timeout, a connection lost after the
+    /// statement was sent (the outcome is unknown: a retry with the same
+    /// `Idempotency-Key` resolves it).
+    Other(LedgerError),
+}
+
+impl From<Failed> for LedgerError {
+    fn from(failed: Failed) -> Self {
+        match failed {
+            Failed::NotApplied(e) | Failed::Other(e) => e,
+        }
+    }
+}
+
+impl From<LedgerError> for Failed {
+    fn from(error: LedgerError) -> Self {
+        Failed::Other(error)
+    }
+}
+
+impl From<tokio_postgres::Error> for Failed {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Failed::Other(error.into())
+    }
+}
+
+/// True when `error` shows that its connection's server is no longer a
+/// writable primary or is gone: the server refused a write as read-only
+/// (25006), ended the session (FATAL or PANIC: shutting down, terminated,
+/// crash recovery), or never answered (connection closed, I/O error).
+fn server_lost(error: &tokio_postgres::Error) -> bool {
+    match error.as_db_error() {
+        Some(db) => {
+            db.code() == &SqlState::READ_ONLY_SQL_TRANSACTION
+                || matches!(db.severity(), "FATAL" | "PANIC")
+        }
+        None => true,
+    }
 }
 
 /// What the idempotent posting statement came back with.
@@ -155,6 +272,16 @@ impl PostgresLedger {
             None => timeout_option,
         };
         config.options(&options_text);
+        let round_trip_timeout = options.query_timeout + Duration::from_secs(1);
+        // A connection whose server vanished without closing it (host cut
+        // off, frozen) is closed by the kernel once data sent on it stays
+        // unacknowledged this long, instead of after ~15 minutes of TCP
+        // retransmissions. Unix sockets ignore it; a URL may set its own.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(round_trip_timeout);
+        }
+        let stale = Arc::new(StaleBefore::default());
+        let stale_hook = stale.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -168,12 +295,22 @@ impl PostgresLedger {
             .wait_timeout(Some(options.acquire_timeout))
             .create_timeout(Some(options.acquire_timeout))
             .recycle_timeout(Some(options.acquire_timeout))
+            .pre_recycle(Hook::sync_fn(move |_, metrics| {
+                if stale_hook.is_stale(metrics.created) {
+                    Err(HookError::message(
+                        "opened before its server stopped being a writable primary",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }))
             .build()
             .map_err(|e| LedgerError::unavailable("cannot build the PostgreSQL pool", e))?;
         Ok(PostgresLedger {
             pool,
             target,
-            round_trip_timeout: options.query_timeout + Duration::from_secs(1),
+            round_trip_timeout,
+            stale,
         })
     }
 
@@ -226,20 +363,29 @@ impl PostgresLedger {
         Ok(())
     }
 
-    /// Returns `client` to the pool after a bounded round trip, or — when
-    /// the bound elapsed and the connection may still be busy — closes it
-    /// and takes it out of the pool.
+    /// Ends `lease`'s bounded round trip. The connection goes back to the
+    /// pool when the server answered and is still a writable primary;
+    /// when the bound elapsed (the connection may still be busy) or the
+    /// error shows the server is read-only or gone ([`server_lost`]), it is
+    /// closed, and every connection opened before it is marked stale.
     fn release<T>(
-        client: Object,
+        &self,
+        lease: Lease,
         outcome: Bounded<T>,
     ) -> Result<Result<T, tokio_postgres::Error>, LedgerError> {
         match outcome {
             Ok(result) => {
-                drop(client);
+                if matches!(&result, Err(e) if server_lost(e)) {
+                    self.stale.mark();
+                    drop(lease);
+                } else {
+                    drop(lease.into_object());
+                }
                 Ok(result)
             }
             Err(elapsed) => {
-                drop(Object::take(client));
+                self.stale.mark();
+                drop(lease);
                 Err(LedgerError::unavailable(
                     "PostgreSQL did not answer in time; connection discarded",
                     elapsed,
@@ -248,22 +394,32 @@ impl PostgresLedger {
         }
     }
 
-    /// A pooled connection. Errors: [`LedgerError::Unavailable`] naming
-    /// where it tried to connect, with the cause (refused, no such socket,
-    /// authentication failed, timed out).
-    async fn client(&self) -> Result<Object, LedgerError> {
+    /// A pooled connection. Errors: [`Failed::NotApplied`] when opening a
+    /// new one failed (refused, no such socket, authentication failed, no
+    /// host takes writes), [`Failed::Other`] when none was free or opening
+    /// one timed out; both name where it tried to connect, with the cause.
+    async fn client(&self) -> Result<Object, Failed> {
         self.pool.get().await.map_err(|e| {
             let target = &self.target;
             match e {
-                PoolError::Timeout(kind) => LedgerError::unavailable_because(format!(
-                    "no connection to {target} ({kind:?} timed out)"
+                PoolError::Timeout(kind) => Failed::Other(LedgerError::unavailable_because(
+                    format!("no connection to {target} ({kind:?} timed out)"),
                 )),
-                PoolError::Backend(e) => {
-                    LedgerError::unavailable(format!("cannot connect to {target}"), e)
-                }
-                other => LedgerError::unavailable(format!("no connection to {target}"), other),
+                PoolError::Backend(e) => Failed::NotApplied(LedgerError::unavailable(
+                    format!("cannot connect to {target}"),
+                    e,
+                )),
+                other => Failed::Other(LedgerError::unavailable(
+                    format!("no connection to {target}"),
+                    other,
+                )),
             }
         })
+    }
+
+    /// [`Self::client`] for one bounded round trip.
+    async fn lease(&self) -> Result<Lease, Failed> {
+        Ok(Lease(Some(self.client().await?)))
     }
 }
 
@@ -316,13 +472,15 @@ async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<(),
 }
 
 /// Maps the errors a posting statement can raise: bigint overflow, the
-/// balance CHECK (the second line of defence), anything else.
-fn posting_error(error: tokio_postgres::Error) -> LedgerError {
+/// balance CHECK (the second line of defence), a server that takes no
+/// writes (read-only: nothing applied), anything else.
+fn posting_error(error: tokio_postgres::Error) -> Failed {
     match error.code() {
-        Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => PostingError::Overflow.into(),
-        Some(&SqlState::CHECK_VIOLATION) => PostingError::LimitExceeded.into(),
+        Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => Failed::Other(PostingError::Overflow.into()),
+        Some(&SqlState::CHECK_VIOLATION) => Failed::Other(PostingError::LimitExceeded.into()),
+        Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => Failed::NotApplied(error.into()),
         // statement_timeout: cancelled by the server, nothing applied.
-        _ => error.into(),
+        _ => Failed::Other(error.into()),
     }
 }
 
@@ -381,8 +539,8 @@ impl PostgresLedger {
         account: AccountId,
         transaction: &Transaction,
         key: &IdempotencyKey,
-    ) -> Result<Balance, LedgerError> {
-        let client = self.client().await?;
+    ) -> Result<Balance, Failed> {
+        let client = self.lease().await?;
         let fingerprint = transaction.fingerprint();
         let params = PostingParams::new(account, transaction);
         let [account_id, delta, amount, kind, description] = params.as_sql();
@@ -413,24 +571,46 @@ impl PostgresLedger {
             }
         })
         .await;
-        let rows = match Self::release(client, outcome)?.map_err(posting_error)? {
+        let rows = match self.release(client, outcome)?.map_err(posting_error)? {
             IdempotentAnswer::Rows(rows) => rows,
             IdempotentAnswer::Recorded(row) => {
                 let vanished = || LedgerError::unavailable_because("idempotency key vanished");
                 let row = row.ok_or_else(vanished)?;
                 let limit = row.try_get(3)?;
                 return match NextAction::for_key(recorded_key(&row, 0, limit)?, transaction) {
-                    NextAction::Replay(answer) => answer,
-                    NextAction::Post => Err(vanished()),
+                    NextAction::Replay(answer) => Ok(answer?),
+                    NextAction::Post => Err(vanished().into()),
                 };
             }
         };
         let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let limit: i64 = row.get(0);
         match NextAction::for_key(recorded_key(row, 2, limit)?, transaction) {
-            NextAction::Replay(answer) => answer,
-            NextAction::Post => posting_outcome(row.get(1), limit),
+            NextAction::Replay(answer) => Ok(answer?),
+            NextAction::Post => Ok(posting_outcome(row.get(1), limit)?),
         }
+    }
+
+    /// One attempt at a posting, with or without a key.
+    async fn post_once(
+        &self,
+        account: AccountId,
+        transaction: &Transaction,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Balance, Failed> {
+        if let Some(key) = key {
+            return self.post_idempotent(account, transaction, key).await;
+        }
+        let client = self.lease().await?;
+        let params = PostingParams::new(account, transaction);
+        let outcome = tokio::time::timeout(self.round_trip_timeout, async {
+            let statement = client.prepare_cached(POST_SQL).await?;
+            client.query(&statement, &params.as_sql()).await
+        })
+        .await;
+        let rows = self.release(client, outcome)?.map_err(posting_error)?;
+        let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
+        Ok(posting_outcome(row.get(1), row.get(0))?)
     }
 }
 
@@ -476,25 +656,27 @@ fn posting_outcome(balance: Option<i64>, limit: i64) -> Result<Balance, LedgerEr
 }
 
 impl Ledger for PostgresLedger {
+    /// See [`Ledger::post`]. A posting that failed before it could have
+    /// been applied ([`Failed::NotApplied`]: no connection could be opened,
+    /// or the server refused it as read-only) is tried once more on a fresh
+    /// connection, which reaches the current primary when the URL lists
+    /// every host with `target_session_attrs=read-write` (docs/ha.md).
     async fn post(
         &self,
         account: AccountId,
         transaction: &Transaction,
         key: Option<&IdempotencyKey>,
     ) -> Result<Balance, LedgerError> {
-        if let Some(key) = key {
-            return self.post_idempotent(account, transaction, key).await;
+        match self.post_once(account, transaction, key).await {
+            Err(Failed::NotApplied(error)) => {
+                tracing::warn!(
+                    error = %ErrorChain(&error),
+                    "posting not applied (no writable primary on that connection); trying once more on a fresh connection"
+                );
+                Ok(self.post_once(account, transaction, key).await?)
+            }
+            other => Ok(other?),
         }
-        let client = self.client().await?;
-        let params = PostingParams::new(account, transaction);
-        let outcome = tokio::time::timeout(self.round_trip_timeout, async {
-            let statement = client.prepare_cached(POST_SQL).await?;
-            client.query(&statement, &params.as_sql()).await
-        })
-        .await;
-        let rows = Self::release(client, outcome)?.map_err(posting_error)?;
-        let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
-        posting_outcome(row.get(1), row.get(0))
     }
 
     async fn purge_idempotency_keys(&self, older_than: Duration) -> Result<u64, LedgerError> {
@@ -505,13 +687,13 @@ impl Ledger for PostgresLedger {
     }
 
     async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
-        let client = self.client().await?;
+        let client = self.lease().await?;
         let outcome = tokio::time::timeout(self.round_trip_timeout, async {
             let statement = client.prepare_cached(STATEMENT_SQL).await?;
             client.query(&statement, &[&account.get()]).await
         })
         .await;
-        let rows = Self::release(client, outcome)??;
+        let rows = self.release(client, outcome)??;
         let generated_at = Utc::now();
         let first = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let mut transactions = Vec::with_capacity(rows.len());
@@ -535,18 +717,46 @@ impl Ledger for PostgresLedger {
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {
-        let client = self.client().await?;
+        let client = self.lease().await?;
         let outcome =
             tokio::time::timeout(self.round_trip_timeout, client.simple_query("SELECT 1")).await;
-        Self::release(client, outcome)??;
+        self.release(client, outcome)??;
         Ok(())
     }
 
     /// Healthy when the database answers (see [`Ledger::health`]).
+    /// Healthy when a pooled connection's server takes writes: the
+    /// session's `transaction_read_only` is off. It is on for a standby and
+    /// for a server made read-only with `default_transaction_read_only`, as
+    /// a fenced former primary may be; then every connection opened so far
+    /// is marked stale, so that the next request opens a new one (which a
+    /// multi-host URL sends to the current primary, docs/ha.md).
     async fn health(&self) -> Result<(), Unhealthy> {
-        self.ping()
-            .await
-            .map_err(|e| Unhealthy::new("the database does not answer", e))
+        let unanswered = |e: LedgerError| Unhealthy::new("the database does not answer", e);
+        let client = self.lease().await.map_err(|e| unanswered(e.into()))?;
+        let outcome = tokio::time::timeout(
+            self.round_trip_timeout,
+            client.simple_query("SHOW transaction_read_only"),
+        )
+        .await;
+        let messages = self
+            .release(client, outcome)
+            .map_err(unanswered)?
+            .map_err(|e| unanswered(e.into()))?;
+        let read_only = messages.iter().any(|message| {
+            matches!(message, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))
+        });
+        if read_only {
+            self.stale.mark();
+            return Err(Unhealthy::new(
+                "the database takes no writes",
+                LedgerError::unavailable_because(format!(
+                    "{} is read-only (transaction_read_only is on: a standby or a fenced former primary)",
+                    self.target
+                )),
+            ));
+        }
+        Ok(())
     }
 
     async fn postings(&self) -> Result<Vec<PostingRow>, LedgerError> {

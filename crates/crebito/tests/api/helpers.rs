@@ -71,6 +71,9 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn postgres_bin_dir() -> PathBuf {
     if let Ok(path) = which("initdb") {
+        // A symlink on PATH (e.g. /usr/local/bin/initdb) leads to the
+        // directory that holds the other programs too.
+        let path = path.canonicalize().unwrap_or(path);
         return path.parent().unwrap().to_path_buf();
     }
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -133,44 +136,9 @@ fn start_server() -> Server {
             _wrapper: Mutex::new(None),
         };
     }
-    let bin = postgres_bin_dir();
-    let dir = tempfile::Builder::new()
-        .prefix("crebito-test-pg-")
-        .tempdir()
-        .expect("create temp dir")
-        .keep();
+    let dir = server_dir();
     let data = dir.join("data");
-    if is_root() {
-        let status = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status()
-            .expect("chown");
-        assert!(
-            status.success(),
-            "cannot chown {} to postgres",
-            dir.display()
-        );
-    }
-    let out = as_server_user(&bin.join("initdb"))
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-sync",
-            "-D",
-        ])
-        .arg(&data)
-        .output()
-        .expect("run initdb");
-    assert!(
-        out.status.success(),
-        "initdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    initdb(&data);
     // The superuser the tests use is trusted; every other role must give
     // its password, so that a wrong one is refused as in production.
     std::fs::write(
@@ -178,12 +146,89 @@ fn start_server() -> Server {
         "local all postgres trust\nlocal all all scram-sha-256\n",
     )
     .expect("write pg_hba.conf");
-    // The wrapper waits for its stdin to close (our process exiting), then
-    // stops the server and removes the directory.
+    let child = start_postgres(&dir, &data);
+    let admin_url = format!(
+        "postgres://postgres@localhost/postgres?host={}",
+        dir.display()
+    );
+    Server {
+        admin_url,
+        _wrapper: Mutex::new(Some(child)),
+    }
+}
+
+/// A new temporary directory for one PostgreSQL server (its data and its
+/// socket), owned by the `postgres` user when we are root. It is removed
+/// when the server started in it by [`start_postgres`] stops.
+pub fn server_dir() -> PathBuf {
+    let dir = tempfile::Builder::new()
+        .prefix("crebito-test-pg-")
+        .tempdir()
+        .expect("create temp dir")
+        .keep();
+    chown_to_server_user(&dir);
+    dir
+}
+
+/// Gives `path` (recursively) to the `postgres` user when we are root.
+pub fn chown_to_server_user(path: &Path) {
+    if is_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .expect("chown");
+        assert!(
+            status.success(),
+            "cannot chown {} to postgres",
+            path.display()
+        );
+    }
+}
+
+/// Runs `bin` (a PostgreSQL program such as `pg_ctl`) as the server's user
+/// with `args`; panics with its output when it fails.
+pub fn run_server_program(bin: &str, args: &[&std::ffi::OsStr]) {
+    let out = as_server_user(&postgres_bin_dir().join(bin))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+    assert!(
+        out.status.success(),
+        "{bin} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `initdb` of a new cluster in `data`, superuser `postgres`, trusted.
+pub fn initdb(data: &Path) {
+    run_server_program(
+        "initdb",
+        &[
+            "-A".as_ref(),
+            "trust".as_ref(),
+            "-U".as_ref(),
+            "postgres".as_ref(),
+            "-E".as_ref(),
+            "UTF8".as_ref(),
+            "--no-sync".as_ref(),
+            "-D".as_ref(),
+            data.as_os_str(),
+        ],
+    );
+}
+
+/// Starts PostgreSQL on `data`, listening only on a unix socket in `dir`,
+/// and waits (at most 30 s) until it accepts connections. The server runs under a
+/// wrapper shell that waits for its stdin to close — when the returned
+/// child is dropped, or our process exits — then stops the server and
+/// removes `dir`.
+pub fn start_postgres(dir: &Path, data: &Path) -> Child {
     let script = format!(
         "'{postgres}' -D '{data}' -k '{dir}' -c listen_addresses= -c max_connections=200 \
          > '{dir}/server.log' 2>&1 & pid=$!; read _; kill -INT $pid; wait $pid; rm -rf '{dir}'",
-        postgres = bin.join("postgres").display(),
+        postgres = postgres_bin_dir().join("postgres").display(),
         data = data.display(),
         dir = dir.display(),
     );
@@ -199,22 +244,23 @@ fn start_server() -> Server {
             .spawn()
     }
     .expect("start postgres");
-    let admin_url = format!(
-        "postgres://postgres@localhost/postgres?host={}",
-        dir.display()
-    );
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !dir.join(".s.PGSQL.5432").exists() {
+    let ready = || {
+        dir.join(".s.PGSQL.5432").exists()
+            && Command::new(postgres_bin_dir().join("pg_isready"))
+                .args(["-q", "-U", "postgres", "-h"])
+                .arg(dir)
+                .status()
+                .is_ok_and(|status| status.success())
+    };
+    while !ready() {
         if Instant::now() > deadline {
             let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
             panic!("PostgreSQL did not start within 30 s:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server {
-        admin_url,
-        _wrapper: Mutex::new(Some(child)),
-    }
+    child
 }
 
 /// Creates a fresh, empty database and returns its URL.

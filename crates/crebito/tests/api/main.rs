@@ -30,6 +30,7 @@ mod audit_cli;
 mod concurrency;
 mod conformance;
 mod connection_limits;
+mod failover;
 mod hostile_input;
 mod http_edge;
 mod idempotency;
