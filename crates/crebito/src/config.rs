@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::ledger::{DatabaseUrl, LedgerOptions};
 use crate::server::Limits;
@@ -19,8 +19,9 @@ pub use crate::server::Listen;
 ///
 /// Accounts with an overdraft limit, credits and debits posted concurrently,
 /// and statements that are always consistent. Runs `serve` when no
-/// subcommand is given. Log level: RUST_LOG (e.g. RUST_LOG=debug), default
-/// "info".
+/// subcommand is given. Log level: RUST_LOG (e.g. RUST_LOG=debug, or
+/// RUST_LOG=crebito=debug for every request's steps and their durations),
+/// default "info".
 #[derive(Debug, Parser)]
 #[command(name = "crebito", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -30,6 +31,36 @@ pub struct Cli {
     /// Options of `serve`, accepted without the subcommand too.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// How log lines are written to stderr: `text` for people, `json` for
+    /// log shippers (one JSON object per line: timestamp, level, target,
+    /// message, the event's fields and the spans it happened in, with the
+    /// request id).
+    #[arg(
+        long,
+        global = true,
+        env = "CREBITO_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+}
+
+/// The shape of log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event, coloured only on a terminal.
+    Text,
+    /// One JSON object per line (JSON Lines).
+    Json,
+}
+
+/// Whether `serve` keeps and exposes metrics (`--metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Toggle {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// Subcommands.
@@ -41,6 +72,29 @@ pub enum Command {
     /// −limit, no transaction without an account. Read-only. Exit 0 when
     /// all hold, 1 otherwise, 2 when the database cannot be read.
     Audit(AuditArgs),
+    /// Start again from the seeded state: delete every transaction and
+    /// idempotency key, and seed the five accounts at balance 0. Creates
+    /// and migrates the database if needed. Refuses a PostgreSQL ledger
+    /// without --force. Exit 0 when done, 1 when the database failed, 2
+    /// when refused.
+    Reset(ResetArgs),
+    /// Print the OpenAPI 3.1 document of the API (what GET /openapi.json
+    /// serves; docs/openapi.json is a copy).
+    Openapi,
+}
+
+/// Options of `crebito reset`.
+#[derive(Debug, Clone, Args)]
+pub struct ResetArgs {
+    /// Where the ledger lives.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Reset a PostgreSQL ledger too. Without it only a SQLite file is
+    /// reset: a PostgreSQL database is usually a deployment's, shared by
+    /// its instances, and everything in it is deleted.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Options of `crebito serve`.
@@ -114,6 +168,12 @@ pub struct ServeArgs {
     /// Every instance deletes older keys once an hour.
     #[arg(long, env = "CREBITO_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(24..=87_600))]
     pub idempotency_retention_hours: u64,
+
+    /// Keep request, ledger and pool metrics and serve them at GET /metrics
+    /// (Prometheus / OpenMetrics text, docs/operations.md). `off` records
+    /// nothing and answers /metrics 404.
+    #[arg(long, env = "CREBITO_METRICS", value_enum, default_value_t = Toggle::On)]
+    pub metrics: Toggle,
 }
 
 /// The database flag shared by `serve` and `audit`.
@@ -162,6 +222,8 @@ pub struct ServeSettings {
     pub idempotency_retention: Duration,
     /// Tokio worker threads; 1 runs a single-threaded runtime.
     pub worker_threads: usize,
+    /// Whether metrics are kept and served at `GET /metrics`.
+    pub metrics: bool,
 }
 
 impl From<ServeArgs> for ServeSettings {
@@ -184,6 +246,7 @@ impl From<ServeArgs> for ServeSettings {
             },
             idempotency_retention: Duration::from_secs(args.idempotency_retention_hours * 3600),
             worker_threads: args.worker_threads.into(),
+            metrics: args.metrics == Toggle::On,
         }
     }
 }

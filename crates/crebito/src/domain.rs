@@ -25,6 +25,8 @@ pub enum FieldRule {
     Description,
     /// The `Idempotency-Key` header.
     IdempotencyKey,
+    /// A query parameter of the history (docs/contract.md §2.8): 400.
+    Query,
 }
 
 /// A rule broken by a request field. The message is safe to show to clients
@@ -353,6 +355,85 @@ impl Statement {
     pub const MAX_TRANSACTIONS: usize = 10;
 }
 
+/// A page of an account's history (docs/contract.md §2.8): a consistent
+/// snapshot of the balance and of up to [`PageSize`] transactions older
+/// than a cursor, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// Whole current balance in cents.
+    pub balance: i64,
+    /// Overdraft limit in cents.
+    pub limit: i64,
+    /// When the snapshot was taken.
+    pub generated_at: DateTime<Utc>,
+    /// The page's transactions with their posting ids, newest first.
+    pub transactions: Vec<(PostingId, PostedTransaction)>,
+    /// True when older transactions exist past the last one listed.
+    pub more: bool,
+}
+
+/// The id of a posted transaction: a positive integer that grows in
+/// posting order (the `transactions.id` column); the history's cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PostingId(i64);
+
+impl PostingId {
+    /// Parses a query value: ASCII digits only, `1..=i64::MAX`.
+    pub fn parse(text: &str) -> Result<PostingId, InvalidField> {
+        let invalid = || {
+            invalid(
+                FieldRule::Query,
+                "antes_de must be a posting id: an integer from 1 to 9223372036854775807",
+            )
+        };
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        match text.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(PostingId(id)),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// An id as stored; `None` unless positive.
+    pub fn new(id: i64) -> Option<PostingId> {
+        (id > 0).then_some(PostingId(id))
+    }
+
+    /// The id as stored.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// How many transactions one history page lists: `1..=`[`PageSize::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize(u16);
+
+impl PageSize {
+    /// The largest page (docs/contract.md §2.8).
+    pub const MAX: u16 = 100;
+    /// The page size when none is asked for.
+    pub const DEFAULT: PageSize = PageSize(20);
+
+    /// Parses a query value: ASCII digits only, `1..=100`.
+    pub fn parse(text: &str) -> Result<PageSize, InvalidField> {
+        let invalid = || invalid(FieldRule::Query, "tamanho must be an integer from 1 to 100");
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        match text.parse::<u16>() {
+            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(PageSize(n)),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// The size.
+    pub fn get(self) -> usize {
+        self.0.into()
+    }
+}
+
 /// Formats a timestamp as RFC 3339 in UTC with a `Z` and microseconds,
 /// e.g. `2024-01-17T02:34:41.217753Z` (docs/contract.md §2).
 pub fn format_timestamp(at: DateTime<Utc>) -> String {
@@ -521,6 +602,24 @@ mod tests {
             apply(i64::MIN + 1, i64::MAX, -2),
             Err(PostingError::Overflow)
         );
+    }
+
+    #[test]
+    fn history_cursor_and_page_size_bounds() {
+        assert_eq!(PostingId::parse("1").map(PostingId::get), Ok(1));
+        assert_eq!(
+            PostingId::parse("9223372036854775807").map(PostingId::get),
+            Ok(i64::MAX)
+        );
+        for bad in ["", "0", "-1", "+1", " 1", "1.0", "9223372036854775808", "x"] {
+            assert!(PostingId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(PageSize::parse("1").map(PageSize::get), Ok(1));
+        assert_eq!(PageSize::parse("100").map(PageSize::get), Ok(100));
+        for bad in ["", "0", "101", "-1", "1e2", "65537"] {
+            assert!(PageSize::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(PageSize::DEFAULT.get(), 20);
     }
 
     #[test]

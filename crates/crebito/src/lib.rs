@@ -10,6 +10,8 @@
 //! * [`log_limit`] — repeated errors logged once per interval.
 //! * [`audit`] — `crebito audit`: what a ledger's books hold, the check of a
 //!   client's record of postings, and the tables it prints.
+//! * [`metrics`] — what an instance measures, for `GET /metrics`.
+//! * [`logging`] — log lines as text or JSON.
 
 #![warn(missing_docs)]
 
@@ -19,4 +21,6 @@ pub mod domain;
 pub mod http;
 pub mod ledger;
 pub mod log_limit;
+pub mod logging;
+pub mod metrics;
 pub mod server;

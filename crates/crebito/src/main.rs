@@ -1,36 +1,29 @@
 //! The `crebito` binary: parses the configuration and wires the pieces.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use crebito::config::{AuditSettings, Cli, Command, ServeSettings};
-use crebito::ledger::{AnyLedger, DatabaseUrl, ErrorChain, Ledger};
-use tracing_subscriber::EnvFilter;
+use crebito::config::{AuditSettings, Cli, Command, ResetArgs, ServeSettings};
+use crebito::http::RouterOptions;
+use crebito::ledger::{AnyLedger, DatabaseUrl, ErrorChain, Ledger, LedgerOptions};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal (not in files or pipes),
-        // and not when NO_COLOR is set (https://no-color.org).
-        .with_ansi(
-            std::io::stderr().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        )
-        .init();
+    crebito::logging::init(cli.log_format);
     let mode = match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Serve(args) => Mode::Serve(args.into()),
         Command::Audit(args) => Mode::Audit(args.into()),
+        Command::Reset(args) => Mode::Reset(args),
+        Command::Openapi => {
+            print!("{}", crebito::http::openapi::document());
+            return ExitCode::SUCCESS;
+        }
     };
     let threads = match &mode {
         Mode::Serve(settings) => settings.worker_threads,
-        Mode::Audit(_) => 1,
+        Mode::Audit(_) | Mode::Reset(_) => 1,
     };
     let runtime = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -55,6 +48,7 @@ fn main() -> ExitCode {
 enum Mode {
     Serve(ServeSettings),
     Audit(AuditSettings),
+    Reset(ResetArgs),
 }
 
 impl Mode {
@@ -62,6 +56,7 @@ impl Mode {
         match self {
             Mode::Serve(args) => serve(args).await,
             Mode::Audit(args) => audit(args).await,
+            Mode::Reset(args) => reset(args).await,
         }
     }
 }
@@ -90,7 +85,12 @@ async fn serve(settings: ServeSettings) -> ExitCode {
         ledger.clone(),
         settings.idempotency_retention,
     ));
-    let app = crebito::http::router(ledger);
+    let app = crebito::http::router_with(
+        ledger,
+        RouterOptions {
+            metrics: settings.metrics,
+        },
+    );
     let shutdown = crebito::server::shutdown_signal();
     match crebito::server::serve(bound, app, settings.server, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,6 +132,37 @@ async fn open_with_retry(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `crebito reset`: exit 0 done, 1 the database failed, 2 refused.
+async fn reset(args: ResetArgs) -> ExitCode {
+    let url = args.database.database_url;
+    let name = match &url {
+        DatabaseUrl::Postgres(_) if !args.force => {
+            eprintln!(
+                "crebito reset: refusing to reset a PostgreSQL ledger: it deletes every \
+                 transaction and idempotency key of every account, for every instance using \
+                 the database. Add --force if that is what you want."
+            );
+            return ExitCode::from(2);
+        }
+        DatabaseUrl::Postgres(_) => "the PostgreSQL ledger".to_owned(),
+        DatabaseUrl::Sqlite(path) => format!("the SQLite ledger {}", path.display()),
+    };
+    let outcome = match AnyLedger::open(&url, &LedgerOptions::default()).await {
+        Ok(ledger) => ledger.reset().await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(()) => {
+            println!("reset {name}: accounts 1-5 seeded at balance 0, no transactions");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("crebito reset: {}", ErrorChain(&e));
+            ExitCode::FAILURE
         }
     }
 }

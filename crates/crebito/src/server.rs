@@ -237,10 +237,12 @@ pub async fn serve(
         let connection = graceful.watch(builder.serve_connection(io, service));
         let storm = storm.clone();
         storm.opened();
+        let open = crate::metrics::OpenConnection::new();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("connection ended with an error: {e}");
             }
+            drop(open);
             drop(permit);
             storm.closed();
         });

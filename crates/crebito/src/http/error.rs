@@ -86,6 +86,9 @@ problem_types! {
     UnreadableBody = "unreadable-body", BAD_REQUEST, "Unreadable request body";
     /// The body is not exactly one well-formed JSON text in UTF-8.
     MalformedJson = "malformed-json", BAD_REQUEST, "Malformed JSON";
+    /// A query parameter of the history out of range, not an integer or
+    /// repeated (docs/contract.md §2.8).
+    InvalidQuery = "invalid-query", BAD_REQUEST, "Invalid query parameter";
     /// Well-formed JSON that is not one object with each field at most once.
     InvalidBody = "invalid-body", UNPROCESSABLE_ENTITY, "Body is not a posting";
     /// `valor` missing, `null`, not an integer or out of range.
@@ -230,6 +233,7 @@ impl ApiError {
             ApiError::MalformedJson(_) => ProblemType::MalformedJson,
             ApiError::UnreadableBody(_) => ProblemType::UnreadableBody,
             ApiError::InvalidField(invalid) => match invalid.rule {
+                FieldRule::Query => ProblemType::InvalidQuery,
                 FieldRule::Body => ProblemType::InvalidBody,
                 FieldRule::Amount => ProblemType::InvalidValor,
                 FieldRule::Kind => ProblemType::InvalidTipo,
@@ -297,6 +301,12 @@ impl IntoResponse for ApiError {
                     header::ACCEPT_ENCODING,
                     HeaderValue::from_static("identity"),
                 );
+            }
+            // For crebito_unavailable_total (observe.rs).
+            ApiError::Unavailable(error) => {
+                if let Some(cause) = error.unavailable_cause() {
+                    response.extensions_mut().insert(cause);
+                }
             }
             _ => {}
         }

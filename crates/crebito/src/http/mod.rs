@@ -4,7 +4,9 @@
 //! ledger does the work, and the result is serialised with the wire names of
 //! docs/contract.md §2.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -12,28 +14,135 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
+use tracing::Instrument;
+use utoipa::ToSchema;
 
-use crate::domain::{format_timestamp, Statement};
+use crate::domain::{format_timestamp, AccountId, Statement};
 use crate::ledger::{Ledger, LedgerError};
+use crate::metrics::Metrics;
 
 pub mod error;
+pub mod history;
+pub mod observe;
+pub mod openapi;
 pub mod request;
 
 pub use error::{ApiError, Problem, ProblemType};
 use request::{AccountPath, IdempotencyHeader, PostingBody};
 
-/// Builds the application: `POST /clientes/{id}/transacoes`,
-/// `GET /clientes/{id}/extrato` and `GET /health` on `ledger`. Unknown paths
-/// answer 404 and known paths with another method 405, both with a JSON
-/// error body.
+/// Route template of a posting (docs/contract.md §2.1).
+pub const POSTING_ROUTE: &str = "/clientes/{id}/transacoes";
+/// Route template of a statement (docs/contract.md §2.2).
+pub const STATEMENT_ROUTE: &str = "/clientes/{id}/extrato";
+/// Route template of an account's history, page by page
+/// (docs/contract.md §2.8).
+pub const HISTORY_ROUTE: &str = "/clientes/{id}/historico";
+/// Route of the health check (docs/contract.md §2.8).
+pub const HEALTH_ROUTE: &str = "/health";
+/// Route of the metrics (docs/contract.md §2.8, docs/operations.md).
+pub const METRICS_ROUTE: &str = "/metrics";
+/// Route of the OpenAPI document (docs/contract.md §2.8).
+pub const OPENAPI_ROUTE: &str = "/openapi.json";
+
+/// What the handlers share: the ledger, and the metrics when they are on.
+struct App<L> {
+    ledger: Arc<L>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl<L> Clone for App<L> {
+    fn clone(&self) -> Self {
+        App {
+            ledger: self.ledger.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Options of [`router_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct RouterOptions {
+    /// Keep metrics and serve them at `GET /metrics`; when false nothing
+    /// is recorded (the ledger's own metrics are disabled too) and
+    /// `/metrics` is an unknown path (404).
+    pub metrics: bool,
+}
+
+impl Default for RouterOptions {
+    /// Metrics on, as `crebito serve` by default.
+    fn default() -> Self {
+        RouterOptions { metrics: true }
+    }
+}
+
+/// [`router_with`] with the default options (metrics on).
 pub fn router<L: Ledger>(ledger: Arc<L>) -> Router {
-    Router::new()
-        .route("/clientes/{id}/transacoes", post(post_transaction::<L>))
-        .route("/clientes/{id}/extrato", get(get_statement::<L>))
-        .route("/health", get(health::<L>))
+    router_with(ledger, RouterOptions::default())
+}
+
+/// Builds the application on `ledger`: `POST /clientes/{id}/transacoes`,
+/// `GET /clientes/{id}/extrato`, `GET /health` and, with
+/// `options.metrics`, `GET /metrics`. Unknown paths answer 404 and known
+/// paths with another method 405, both with a JSON error body. Every
+/// request gets a request id and a span ([`observe`]).
+pub fn router_with<L: Ledger>(ledger: Arc<L>, options: RouterOptions) -> Router {
+    let metrics = if options.metrics {
+        let probe = ledger.clone();
+        Some(Arc::new(Metrics::new(
+            ledger.backend(),
+            ledger.storage_metrics(),
+            move || probe.pool_status(),
+        )))
+    } else {
+        if let Some(storage) = ledger.storage_metrics() {
+            storage.disable();
+        }
+        None
+    };
+    let mut routes = Router::new()
+        .route(POSTING_ROUTE, post(post_transaction::<L>))
+        .route(STATEMENT_ROUTE, get(get_statement::<L>))
+        .route(HISTORY_ROUTE, get(get_history::<L>))
+        .route(HEALTH_ROUTE, get(health::<L>))
+        .route(OPENAPI_ROUTE, get(openapi::serve));
+    if metrics.is_some() {
+        routes = routes.route(METRICS_ROUTE, get(get_metrics::<L>));
+    }
+    let app = App {
+        ledger,
+        metrics: metrics.clone(),
+    };
+    routes
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(ledger)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            observe::observe,
+        ))
+        .with_state(app)
+}
+
+/// Runs one ledger call in a debug-level `ledger` span naming the call
+/// and the account, and logs at debug level how long it took and how it
+/// ended.
+async fn ledger_call<T>(
+    call: &'static str,
+    account: Option<AccountId>,
+    future: impl Future<Output = Result<T, LedgerError>>,
+) -> Result<T, LedgerError> {
+    let span = tracing::debug_span!("ledger", call, account = account.map(AccountId::get));
+    async move {
+        let started = Instant::now();
+        let result = future.await;
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+        match &result {
+            Ok(_) => tracing::debug!(elapsed_ms, "ledger call succeeded"),
+            Err(e) => tracing::debug!(elapsed_ms, error = %e, "ledger call failed"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
 }
 
 /// Serialises `body` as a JSON response with `status`.
@@ -56,42 +165,110 @@ pub(crate) fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T)
     }
 }
 
-/// `200` body of a posting (docs/contract.md §2), cents.
-#[derive(Serialize)]
-struct PostingResponse {
+/// `200` body of a posting (docs/contract.md §2.1), cents.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"limite": 100000, "saldo": -9098}))]
+pub(crate) struct PostingResponse {
+    /// The account's overdraft limit, cents.
+    #[schema(minimum = 0)]
     limite: i64,
+    /// The balance right after this transaction, cents; never below
+    /// `-limite`.
     saldo: i64,
 }
 
-/// `200` body of a statement (docs/contract.md §2).
-#[derive(Serialize)]
-struct StatementResponse<'a> {
+/// `200` body of a statement (docs/contract.md §2.2).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatementResponse<'a> {
     saldo: StatementBalance,
+    /// At most the 10 newest transactions, newest first by posting order.
+    #[schema(max_items = 10)]
     ultimas_transacoes: Vec<StatementRow<'a>>,
 }
 
-#[derive(Serialize)]
-struct StatementBalance {
+/// The balance part of a statement or history page: one snapshot with its
+/// rows (docs/contract.md §2.2, §3).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatementBalance {
+    /// The account's whole balance, cents (not a sum of the rows listed).
     total: i64,
+    /// When the snapshot was taken: RFC 3339, UTC, microseconds.
+    #[schema(format = DateTime, example = "2024-01-17T02:34:41.217753Z")]
     data_extrato: String,
+    /// The account's overdraft limit, cents.
+    #[schema(minimum = 0)]
     limite: i64,
 }
 
-#[derive(Serialize)]
-struct StatementRow<'a> {
+/// One transaction of a statement.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatementRow<'a> {
+    /// Amount, cents.
+    #[schema(minimum = 1)]
     valor: i64,
+    #[schema(value_type = openapi::Tipo)]
     tipo: &'static str,
+    /// As posted: 1 to 10 characters.
+    #[schema(value_type = String, min_length = 1, max_length = 10)]
     descricao: &'a str,
+    /// When the posting was written: RFC 3339, UTC, microseconds.
+    #[schema(format = DateTime, example = "2024-01-17T02:34:38.543030Z")]
     realizada_em: String,
 }
 
+/// The `outcome` label of `crebito_postings_total` for a posting's result.
+fn posting_outcome<T>(result: &Result<T, LedgerError>) -> &'static str {
+    use crate::domain::PostingError;
+    match result {
+        Ok(_) => "applied",
+        Err(LedgerError::Refused(PostingError::LimitExceeded)) => "limit_exceeded",
+        Err(LedgerError::Refused(PostingError::Overflow)) => "overflow",
+        Err(LedgerError::Refused(PostingError::IdempotencyKeyReused)) => "idempotency_key_reused",
+        Err(LedgerError::AccountNotFound) => "account_not_found",
+        Err(LedgerError::Unavailable { .. }) => "unavailable",
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/clientes/{id}/transacoes",
+    tag = "ledger",
+    summary = "Post a credit or a debit",
+    description = "Posts one transaction atomically and answers the balance right after it \
+        (docs/contract.md §2.1). A request is checked in the order of docs/contract.md §2.4; \
+        a 4xx records nothing.",
+    params(openapi::AccountIdParam, openapi::IdempotencyKeyHeader, openapi::RequestIdHeader),
+    request_body(content = openapi::PostingRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Posted", body = PostingResponse, headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 400, description = "The body is not one well-formed JSON value", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 404, description = "No such account (or an id that cannot name one), or no such path", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 413, description = "The body is larger than 1024 bytes", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 415, description = "Content-Type missing or not JSON", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 422, description = "A field rule is broken (docs/contract.md §2.1), the debit would go below -limite, the balance would overflow, or the Idempotency-Key was used for another request; nothing recorded", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 503, description = "The database cannot answer now; retry (a POST with its Idempotency-Key)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 501, description = "Transfer coding other than chunked", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 408, description = "The body did not arrive within the body deadline", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+    )
+)]
 async fn post_transaction<L: Ledger>(
-    State(ledger): State<Arc<L>>,
+    State(app): State<App<L>>,
     AccountPath(account): AccountPath,
     IdempotencyHeader(key): IdempotencyHeader,
     PostingBody(transaction): PostingBody,
 ) -> Result<Response, ApiError> {
-    let balance = ledger.post(account, &transaction, key.as_ref()).await?;
+    let result = ledger_call(
+        "post",
+        Some(account),
+        app.ledger.post(account, &transaction, key.as_ref()),
+    )
+    .await;
+    if let Some(metrics) = &app.metrics {
+        metrics.posting(posting_outcome(&result));
+    }
+    let balance = result?;
     Ok(json_response(
         StatusCode::OK,
         &PostingResponse {
@@ -101,11 +278,29 @@ async fn post_transaction<L: Ledger>(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/clientes/{id}/extrato",
+    tag = "ledger",
+    summary = "The statement: the balance and the 10 newest transactions",
+    description = "One consistent snapshot (docs/contract.md §2.2, §3).",
+    params(openapi::AccountIdParam, openapi::RequestIdHeader),
+    responses(
+        (status = 200, description = "The statement", body = StatementResponse, headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 404, description = "No such account (or an id that cannot name one), or no such path", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 503, description = "The database cannot answer now; retry (a POST with its Idempotency-Key)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 400, description = "Malformed request (docs/contract.md §2.4, §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 501, description = "Transfer coding other than chunked", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+    )
+)]
 async fn get_statement<L: Ledger>(
-    State(ledger): State<Arc<L>>,
+    State(app): State<App<L>>,
     AccountPath(account): AccountPath,
 ) -> Result<Response, ApiError> {
-    let statement: Statement = ledger.statement(account).await?;
+    let statement: Statement =
+        ledger_call("statement", Some(account), app.ledger.statement(account)).await?;
     let body = StatementResponse {
         saldo: StatementBalance {
             total: statement.balance,
@@ -126,19 +321,116 @@ async fn get_statement<L: Ledger>(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// `GET /health` (docs/contract.md §2.8): 200 `{"status":"ok"}` when the
-/// ledger can take writes, else 503 with the reason
-/// ([`Ledger::health`]) as the problem's `detail`; the cause is logged.
-async fn health<L: Ledger>(State(ledger): State<Arc<L>>) -> Response {
-    match ledger.health().await {
+#[utoipa::path(
+    get,
+    path = "/clientes/{id}/historico",
+    tag = "ledger",
+    summary = "The whole history, one page at a time",
+    description = "Up to `tamanho` transactions with an id below `antes_de`, newest first, with \
+        the balance, as one snapshot per page (docs/contract.md §2.8). Follow \
+        `proximo_antes_de` for the next, older page.",
+    params(openapi::AccountIdParam, history::HistoryParams, openapi::RequestIdHeader),
+    responses(
+        (status = 200, description = "One page", body = history::HistoryResponse, headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 400, description = "`antes_de` or `tamanho` is not such an integer, out of range, or repeated", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 404, description = "No such account (or an id that cannot name one), or no such path", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 503, description = "The database cannot answer now; retry (a POST with its Idempotency-Key)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 501, description = "Transfer coding other than chunked", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+    )
+)]
+async fn get_history<L: Ledger>(
+    State(app): State<App<L>>,
+    AccountPath(account): AccountPath,
+    query: history::HistoryQuery,
+) -> Result<Response, ApiError> {
+    let page = ledger_call(
+        "history",
+        Some(account),
+        app.ledger.history(account, query.before, query.size),
+    )
+    .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &history::HistoryResponse::new(&page),
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    summary = "Whether the instance can serve",
+    description = "One round trip to the database (docs/operations.md).",
+    params(openapi::RequestIdHeader),
+    responses(
+        (status = 200, description = "The database answers", body = openapi::HealthBody, headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 503, description = "The database cannot answer now; retry (a POST with its Idempotency-Key)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 400, description = "Malformed request (docs/contract.md §2.4, §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 501, description = "Transfer coding other than chunked", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+    )
+)]
+async fn health<L: Ledger>(State(app): State<App<L>>) -> Response {
+    let started = Instant::now();
+    let health = app
+        .ledger
+        .health()
+        .instrument(tracing::debug_span!("ledger", call = "health"))
+        .await;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        healthy = health.is_ok(),
+        "health checked"
+    );
+    match health {
         Ok(()) => json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
         Err(unhealthy) => {
             crate::log_limit::UNHEALTHY.report(&crate::ledger::ErrorChain(&unhealthy).to_string());
-            Problem {
+            let mut response = Problem {
                 kind: ProblemType::Unhealthy,
                 detail: unhealthy.reason.to_string(),
             }
-            .into_response()
+            .into_response();
+            // For crebito_unavailable_total (observe.rs).
+            response
+                .extensions_mut()
+                .insert(crate::ledger::UnavailableCause::Unhealthy);
+            response
         }
     }
+}
+
+/// `GET /metrics`: the Prometheus text format 0.0.4 (docs/operations.md).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "The instance's metrics",
+    description = "Prometheus text exposition format 0.0.4; names and meaning in \
+        docs/operations.md. 404 when the instance runs with `--metrics off`.",
+    params(openapi::RequestIdHeader),
+    responses(
+        (status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String, headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 404, description = "No such account (or an id that cannot name one), or no such path", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 400, description = "Malformed request (docs/contract.md §2.4, §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        (status = 501, description = "Transfer coding other than chunked", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+    )
+)]
+async fn get_metrics<L: Ledger>(State(app): State<App<L>>) -> Response {
+    let Some(metrics) = &app.metrics else {
+        return ApiError::NotFound.into_response();
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        )],
+        metrics.render(),
+    )
+        .into_response()
 }

@@ -84,6 +84,115 @@ impl Unhealthy {
     }
 }
 
+/// A database error met while opening a new connection (as opposed to
+/// one on an open connection); shown exactly as the error it wraps, and
+/// counted as [`UnavailableCause::Connect`].
+#[derive(Debug, Error)]
+#[error(transparent)]
+pub struct ConnectFailed(pub BoxError);
+
+/// Why a ledger was unavailable, as counted by `crebito_unavailable_total`
+/// (docs/operations.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnavailableCause {
+    /// No pooled connection became free within the acquire timeout.
+    PoolTimeout,
+    /// A new connection could not be opened (refused, no socket, wrong
+    /// password, timed out).
+    Connect,
+    /// The database cancelled the statement at `--query-timeout-ms`.
+    QueryTimeout,
+    /// The database did not answer at all within the round-trip bound; the
+    /// connection was dropped.
+    NoAnswer,
+    /// SQLite's write lock stayed busy past its busy timeout.
+    Busy,
+    /// Anything else: a connection lost mid-query, a server error, an
+    /// unreadable value.
+    Database,
+    /// `GET /health` found the ledger unable to take writes ([`Unhealthy`]).
+    Unhealthy,
+}
+
+impl UnavailableCause {
+    /// The label value: `pool_timeout`, `connect`, `query_timeout`,
+    /// `no_answer`, `busy`, `database` or `unhealthy`.
+    pub fn label(self) -> &'static str {
+        match self {
+            UnavailableCause::PoolTimeout => "pool_timeout",
+            UnavailableCause::Connect => "connect",
+            UnavailableCause::QueryTimeout => "query_timeout",
+            UnavailableCause::NoAnswer => "no_answer",
+            UnavailableCause::Busy => "busy",
+            UnavailableCause::Database => "database",
+            UnavailableCause::Unhealthy => "unhealthy",
+        }
+    }
+
+    /// The first cause in `error`'s source chain that names one.
+    fn of(error: &(dyn Error + 'static)) -> Option<UnavailableCause> {
+        use deadpool_postgres::{PoolError, TimeoutType};
+        use deadpool_sqlite::rusqlite::ErrorCode;
+        let pool_cause = |timeout: Option<&TimeoutType>| match timeout {
+            Some(TimeoutType::Wait) => UnavailableCause::PoolTimeout,
+            _ => UnavailableCause::Connect,
+        };
+        if error.is::<tokio::time::error::Elapsed>() {
+            return Some(UnavailableCause::NoAnswer);
+        }
+        if error.is::<ConnectFailed>() {
+            return Some(UnavailableCause::Connect);
+        }
+        if let Some(e) = error.downcast_ref::<PoolError>() {
+            return Some(match e {
+                PoolError::Timeout(kind) => pool_cause(Some(kind)),
+                PoolError::Backend(_) | PoolError::PostCreateHook(_) => pool_cause(None),
+                _ => UnavailableCause::Database,
+            });
+        }
+        if let Some(e) = error.downcast_ref::<deadpool_sqlite::PoolError>() {
+            return Some(match e {
+                deadpool_sqlite::PoolError::Timeout(kind) => pool_cause(Some(kind)),
+                _ => UnavailableCause::Connect,
+            });
+        }
+        if let Some(e) = error.downcast_ref::<tokio_postgres::Error>() {
+            return Some(
+                if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
+                    UnavailableCause::QueryTimeout
+                } else {
+                    UnavailableCause::Database
+                },
+            );
+        }
+        if let Some(e) = error.downcast_ref::<deadpool_sqlite::rusqlite::Error>() {
+            return Some(match e.sqlite_error_code() {
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => UnavailableCause::Busy,
+                _ => UnavailableCause::Database,
+            });
+        }
+        None
+    }
+}
+
+impl LedgerError {
+    /// Why the ledger was unavailable, read from the source chain; `None`
+    /// unless [`LedgerError::Unavailable`].
+    pub fn unavailable_cause(&self) -> Option<UnavailableCause> {
+        let LedgerError::Unavailable { source, .. } = self else {
+            return None;
+        };
+        let mut next: Option<&(dyn Error + 'static)> = source.as_deref().map(|e| e as _);
+        while let Some(error) = next {
+            if let Some(cause) = UnavailableCause::of(error) {
+                return Some(cause);
+            }
+            next = error.source();
+        }
+        Some(UnavailableCause::Database)
+    }
+}
+
 impl From<tokio_postgres::Error> for LedgerError {
     fn from(error: tokio_postgres::Error) -> Self {
         LedgerError::unavailable("PostgreSQL", error)
@@ -163,4 +272,56 @@ mod tests {
             "account not found"
         );
     }
+
+    #[tokio::test]
+    async fn causes_are_read_from_the_source_chain() {
+        use deadpool_postgres::{PoolError, TimeoutType};
+        let cause = |e: LedgerError| e.unavailable_cause();
+        assert_eq!(cause(LedgerError::AccountNotFound), None);
+        assert_eq!(
+            cause(LedgerError::unavailable(
+                "x",
+                PoolError::Timeout(TimeoutType::Wait)
+            )),
+            Some(UnavailableCause::PoolTimeout)
+        );
+        assert_eq!(
+            cause(LedgerError::unavailable(
+                "x",
+                PoolError::Timeout(TimeoutType::Create)
+            )),
+            Some(UnavailableCause::Connect)
+        );
+        let elapsed = tokio::time::timeout(std::time::Duration::ZERO, std::future::pending::<()>())
+            .await
+            .unwrap_err();
+        // Found below another error too.
+        assert_eq!(
+            cause(LedgerError::unavailable("x", Outer2(elapsed))),
+            Some(UnavailableCause::NoAnswer)
+        );
+        let busy = deadpool_sqlite::rusqlite::Error::SqliteFailure(
+            deadpool_sqlite::rusqlite::ffi::Error::new(5), // SQLITE_BUSY
+            None,
+        );
+        assert_eq!(
+            cause(LedgerError::unavailable("x", busy)),
+            Some(UnavailableCause::Busy)
+        );
+        assert_eq!(
+            cause(LedgerError::unavailable(
+                "x",
+                ConnectFailed(std::io::Error::other("refused").into())
+            )),
+            Some(UnavailableCause::Connect)
+        );
+        assert_eq!(
+            cause(LedgerError::unavailable_because("x")),
+            Some(UnavailableCause::Database)
+        );
+    }
+
+    #[derive(Debug, Error)]
+    #[error("outer")]
+    struct Outer2(#[source] tokio::time::error::Elapsed);
 }

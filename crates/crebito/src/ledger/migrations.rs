@@ -18,6 +18,15 @@ pub struct Migration {
 /// Name of the table that records applied migrations (both ledgers).
 pub const TABLE: &str = "schema_migrations";
 
+/// The seed migration of `list` (the five accounts of docs/contract.md
+/// §2.3), as `crebito reset` re-applies it.
+pub fn seed(list: &[Migration]) -> &'static str {
+    list.iter()
+        .find(|m| m.name == "seed")
+        .map(|m| m.sql)
+        .expect("both migration lists have a seed")
+}
+
 /// PostgreSQL migrations.
 pub const POSTGRES: &[Migration] = &[
     Migration {
@@ -34,6 +43,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 3,
         name: "idempotency_keys",
         sql: include_str!("../../migrations/postgres/0003_idempotency_keys.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "history_index",
+        sql: include_str!("../../migrations/postgres/0005_history_index.sql"),
     },
 ];
 
@@ -58,6 +72,11 @@ pub const SQLITE: &[Migration] = &[
         version: 4,
         name: "health_probe",
         sql: include_str!("../../migrations/sqlite/0004_health_probe.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "history_index",
+        sql: include_str!("../../migrations/sqlite/0005_history_index.sql"),
     },
 ];
 

@@ -7,7 +7,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::domain::{AccountId, Balance, IdempotencyKey, Statement, Transaction};
+use crate::domain::{
+    AccountId, Balance, HistoryPage, IdempotencyKey, PageSize, PostingId, Statement, Transaction,
+};
+use crate::metrics::{PoolStatus, StorageMetrics};
 
 pub mod codes;
 mod error;
@@ -17,7 +20,7 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use crate::audit::{AccountAudit, AuditReport, PostingRow};
-pub use error::{BoxError, ErrorChain, LedgerError, Unhealthy};
+pub use error::{BoxError, ConnectFailed, ErrorChain, LedgerError, UnavailableCause, Unhealthy};
 
 /// Ledger storage shared by all request handlers.
 ///
@@ -57,6 +60,18 @@ pub trait Ledger: Send + Sync + 'static {
         account: AccountId,
     ) -> impl Future<Output = Result<Statement, LedgerError>> + Send;
 
+    /// Reads one page of the account's history as one snapshot: the
+    /// balance, the limit and up to `size` transactions with an id below
+    /// `before` (all when `None`), newest first, and whether older ones
+    /// remain (docs/contract.md §2.8). Errors:
+    /// [`LedgerError::AccountNotFound`], [`LedgerError::Unavailable`].
+    fn history(
+        &self,
+        account: AccountId,
+        before: Option<PostingId>,
+        size: PageSize,
+    ) -> impl Future<Output = Result<HistoryPage, LedgerError>> + Send;
+
     /// Runs a trivial query; `Ok` when the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
@@ -74,6 +89,23 @@ pub trait Ledger: Send + Sync + 'static {
     /// Every stored transaction, in posting order (for audits against a
     /// client's record of acknowledged postings; reads the whole table).
     fn postings(&self) -> impl Future<Output = Result<Vec<PostingRow>, LedgerError>> + Send;
+
+    /// What the ledger records about its storage (round trips, replays),
+    /// exposed at `GET /metrics`; `None` when it records nothing.
+    fn storage_metrics(&self) -> Option<&StorageMetrics> {
+        None
+    }
+
+    /// The state of the ledger's connection pool now; `None` without one.
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
+
+    /// Which backend this is, for `crebito_build_info`: `postgres`,
+    /// `sqlite` or `other`.
+    fn backend(&self) -> &'static str {
+        "other"
+    }
 }
 
 /// Where the ledger lives, parsed from a `DATABASE_URL`.
@@ -169,6 +201,16 @@ impl AnyLedger {
         })
     }
 
+    /// Empties the ledger and seeds it again: every transaction and
+    /// idempotency key deleted, the five accounts of docs/contract.md §2.3
+    /// at balance 0 (`crebito reset`). Errors: [`LedgerError::Unavailable`].
+    pub async fn reset(&self) -> Result<(), LedgerError> {
+        match self {
+            AnyLedger::Postgres(l) => l.reset().await,
+            AnyLedger::Sqlite(l) => l.reset().await,
+        }
+    }
+
     /// Opens the ledger at `url` without creating or migrating anything
     /// (for read-only tools). Errors: [`LedgerError::Unavailable`].
     pub async fn open_existing(
@@ -189,6 +231,27 @@ impl AnyLedger {
 }
 
 impl Ledger for AnyLedger {
+    fn storage_metrics(&self) -> Option<&StorageMetrics> {
+        match self {
+            AnyLedger::Postgres(l) => l.storage_metrics(),
+            AnyLedger::Sqlite(l) => l.storage_metrics(),
+        }
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        match self {
+            AnyLedger::Postgres(l) => l.pool_status(),
+            AnyLedger::Sqlite(l) => l.pool_status(),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        match self {
+            AnyLedger::Postgres(_) => "postgres",
+            AnyLedger::Sqlite(_) => "sqlite",
+        }
+    }
+
     async fn post(
         &self,
         account: AccountId,
@@ -215,6 +278,18 @@ impl Ledger for AnyLedger {
         match self {
             AnyLedger::Postgres(l) => l.statement(account).await,
             AnyLedger::Sqlite(l) => l.statement(account).await,
+        }
+    }
+
+    async fn history(
+        &self,
+        account: AccountId,
+        before: Option<PostingId>,
+        size: PageSize,
+    ) -> Result<HistoryPage, LedgerError> {
+        match self {
+            AnyLedger::Postgres(l) => l.history(account, before, size).await,
+            AnyLedger::Sqlite(l) => l.history(account, before, size).await,
         }
     }
 

@@ -38,9 +38,10 @@ use super::{
     Unhealthy,
 };
 use crate::domain::{
-    AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, PostingError, Statement,
-    Transaction,
+    AccountId, Balance, HistoryPage, IdempotencyKey, Kind, PageSize, PostedTransaction,
+    PostingError, PostingId, Statement, Transaction,
 };
+use crate::metrics::{PoolStatus, StorageMetrics};
 
 /// Key of the advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK: i64 = 0x0063_7265_6269_746f; // "crebito" in ASCII
@@ -107,6 +108,20 @@ LEFT JOIN LATERAL (
 WHERE a.id = $1
 ORDER BY t.id DESC";
 
+/// One page of an account's history (docs/contract.md §2.8) in one
+/// statement (one snapshot): the account's balance and limit, joined with
+/// up to $3 of its transactions with an id below $2, newest first. The
+/// covering index of migration 0005 makes the inner scan index-only.
+const HISTORY_SQL: &str = "\
+SELECT a.balance, a.credit_limit, t.id, t.amount, t.kind, t.description, t.posted_at
+FROM accounts a
+LEFT JOIN LATERAL (
+    SELECT id, amount, kind, description, posted_at FROM transactions
+    WHERE account_id = a.id AND id < $2 ORDER BY id DESC LIMIT $3
+) t ON true
+WHERE a.id = $1
+ORDER BY t.id DESC";
+
 /// Per account: id, limit, balance, Σ credits ($1) − Σ debits ($2) as
 /// text (numeric: cannot overflow), number of transactions.
 const AUDIT_SQL: &str = "\
@@ -136,6 +151,8 @@ pub struct PostgresLedger {
     round_trip_timeout: Duration,
     /// Connections opened before this are never handed out again.
     stale: Arc<StaleBefore>,
+    /// Round trips and replays, for `/metrics`.
+    metrics: StorageMetrics,
 }
 
 /// The instant up to which every connection of the pool is suspect. It is
@@ -311,6 +328,7 @@ impl PostgresLedger {
             target,
             round_trip_timeout,
             stale,
+            metrics: StorageMetrics::default(),
         })
     }
 
@@ -332,7 +350,7 @@ impl PostgresLedger {
         let mut held = Vec::with_capacity(self.pool.status().max_size);
         for _ in 0..self.pool.status().max_size {
             let client = self.client().await?;
-            for sql in [POST_SQL, POST_IDEMPOTENT_SQL, STATEMENT_SQL] {
+            for sql in [POST_SQL, POST_IDEMPOTENT_SQL, STATEMENT_SQL, HISTORY_SQL] {
                 client.prepare_cached(sql).await?;
             }
             // Held until all are open, so each round opens a new one.
@@ -360,6 +378,24 @@ impl PostgresLedger {
         result?;
         unlock?;
         reset?;
+        Ok(())
+    }
+
+    /// Deletes every transaction and idempotency key and every account,
+    /// then seeds the five accounts again (docs/contract.md §2.3), in one
+    /// transaction: the ledger is as freshly created. Instances serving
+    /// the database meanwhile wait for it (`TRUNCATE` locks the tables).
+    /// Errors: [`LedgerError::Unavailable`].
+    pub async fn reset(&self) -> Result<(), LedgerError> {
+        let mut client = self.client().await?;
+        client.batch_execute("SET statement_timeout = 0").await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("TRUNCATE transactions, idempotency_keys, accounts RESTART IDENTITY")
+            .await?;
+        tx.batch_execute(migrations::seed(migrations::POSTGRES))
+            .await?;
+        tx.commit().await?;
+        client.batch_execute("RESET statement_timeout").await?;
         Ok(())
     }
 
@@ -402,12 +438,15 @@ impl PostgresLedger {
         self.pool.get().await.map_err(|e| {
             let target = &self.target;
             match e {
-                PoolError::Timeout(kind) => Failed::Other(LedgerError::unavailable_because(
-                    format!("no connection to {target} ({kind:?} timed out)"),
+                // Kept as the source: it tells a full pool (Wait) from a
+                // connection that could not be opened in time (Create).
+                timeout @ PoolError::Timeout(_) => Failed::Other(LedgerError::unavailable(
+                    format!("no connection to {target}"),
+                    timeout,
                 )),
                 PoolError::Backend(e) => Failed::NotApplied(LedgerError::unavailable(
                     format!("cannot connect to {target}"),
-                    e,
+                    super::ConnectFailed(e.into()),
                 )),
                 other => Failed::Other(LedgerError::unavailable(
                     format!("no connection to {target}"),
@@ -544,6 +583,7 @@ impl PostgresLedger {
         let fingerprint = transaction.fingerprint();
         let params = PostingParams::new(account, transaction);
         let [account_id, delta, amount, kind, description] = params.as_sql();
+        let started = Instant::now();
         let outcome = tokio::time::timeout(self.round_trip_timeout, async {
             let statement = client.prepare_cached(POST_IDEMPOTENT_SQL).await?;
             let result = client
@@ -571,6 +611,7 @@ impl PostgresLedger {
             }
         })
         .await;
+        self.metrics.round_trip("post", started.elapsed());
         let rows = match self.release(client, outcome)?.map_err(posting_error)? {
             IdempotentAnswer::Rows(rows) => rows,
             IdempotentAnswer::Recorded(row) => {
@@ -578,7 +619,10 @@ impl PostgresLedger {
                 let row = row.ok_or_else(vanished)?;
                 let limit = row.try_get(3)?;
                 return match NextAction::for_key(recorded_key(&row, 0, limit)?, transaction) {
-                    NextAction::Replay(answer) => Ok(answer?),
+                    NextAction::Replay(answer) => {
+                        self.metrics.replay();
+                        Ok(answer?)
+                    }
                     NextAction::Post => Err(vanished().into()),
                 };
             }
@@ -586,7 +630,10 @@ impl PostgresLedger {
         let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let limit: i64 = row.get(0);
         match NextAction::for_key(recorded_key(row, 2, limit)?, transaction) {
-            NextAction::Replay(answer) => Ok(answer?),
+            NextAction::Replay(answer) => {
+                self.metrics.replay();
+                Ok(answer?)
+            }
             NextAction::Post => Ok(posting_outcome(row.get(1), limit)?),
         }
     }
@@ -603,11 +650,13 @@ impl PostgresLedger {
         }
         let client = self.lease().await?;
         let params = PostingParams::new(account, transaction);
+        let started = Instant::now();
         let outcome = tokio::time::timeout(self.round_trip_timeout, async {
             let statement = client.prepare_cached(POST_SQL).await?;
             client.query(&statement, &params.as_sql()).await
         })
         .await;
+        self.metrics.round_trip("post", started.elapsed());
         let rows = self.release(client, outcome)?.map_err(posting_error)?;
         let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
         Ok(posting_outcome(row.get(1), row.get(0))?)
@@ -656,8 +705,16 @@ fn posting_outcome(balance: Option<i64>, limit: i64) -> Result<Balance, LedgerEr
 }
 
 impl Ledger for PostgresLedger {
+    fn storage_metrics(&self) -> Option<&StorageMetrics> {
+        Some(&self.metrics)
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        Some(PoolStatus::from_deadpool(self.pool.status()))
+    }
+
     /// See [`Ledger::post`]. A posting that failed before it could have
-    /// been applied ([`Failed::NotApplied`]: no connection could be opened,
+    /// been applied (`Failed::NotApplied`: no connection could be opened,
     /// or the server refused it as read-only) is tried once more on a fresh
     /// connection, which reaches the current primary when the URL lists
     /// every host with `target_session_attrs=read-write` (docs/ha.md).
@@ -688,11 +745,13 @@ impl Ledger for PostgresLedger {
 
     async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
         let client = self.lease().await?;
+        let started = Instant::now();
         let outcome = tokio::time::timeout(self.round_trip_timeout, async {
             let statement = client.prepare_cached(STATEMENT_SQL).await?;
             client.query(&statement, &[&account.get()]).await
         })
         .await;
+        self.metrics.round_trip("statement", started.elapsed());
         let rows = self.release(client, outcome)??;
         let generated_at = Utc::now();
         let first = rows.first().ok_or(LedgerError::AccountNotFound)?;
@@ -716,10 +775,63 @@ impl Ledger for PostgresLedger {
         })
     }
 
+    async fn history(
+        &self,
+        account: AccountId,
+        before: Option<PostingId>,
+        size: PageSize,
+    ) -> Result<HistoryPage, LedgerError> {
+        let client = self.lease().await?;
+        let before = before.map_or(i64::MAX, PostingId::get);
+        // One row more than the page: tells whether older ones remain.
+        let fetch = i64::try_from(size.get() + 1).unwrap_or(i64::MAX);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.round_trip_timeout, async {
+            let statement = client.prepare_cached(HISTORY_SQL).await?;
+            client
+                .query(&statement, &[&account.get(), &before, &fetch])
+                .await
+        })
+        .await;
+        self.metrics.round_trip("history", started.elapsed());
+        let rows = self.release(client, outcome)??;
+        let generated_at = Utc::now();
+        let first = rows.first().ok_or(LedgerError::AccountNotFound)?;
+        let mut transactions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let Some(id) = row.get::<_, Option<i64>>(2) else {
+                continue; // the LEFT JOIN row of a page without transactions
+            };
+            let id = PostingId::new(id).ok_or_else(|| {
+                LedgerError::unavailable_because(format!("stored posting id {id} is not positive"))
+            })?;
+            transactions.push((
+                id,
+                PostedTransaction {
+                    amount: row.get(3),
+                    kind: row.try_get(4)?,
+                    description: row.get::<_, String>(5),
+                    posted_at: row.get::<_, DateTime<Utc>>(6),
+                },
+            ));
+        }
+        let more = transactions.len() > size.get();
+        transactions.truncate(size.get());
+        Ok(HistoryPage {
+            balance: first.get(0),
+            limit: first.get(1),
+            generated_at,
+            transactions,
+            more,
+        })
+    }
+
     async fn ping(&self) -> Result<(), LedgerError> {
         let client = self.lease().await?;
+        let started = Instant::now();
         let outcome =
             tokio::time::timeout(self.round_trip_timeout, client.simple_query("SELECT 1")).await;
+        self.metrics.round_trip("ping", started.elapsed());
         self.release(client, outcome)??;
         Ok(())
     }
@@ -734,11 +846,13 @@ impl Ledger for PostgresLedger {
     async fn health(&self) -> Result<(), Unhealthy> {
         let unanswered = |e: LedgerError| Unhealthy::new("the database does not answer", e);
         let client = self.lease().await.map_err(|e| unanswered(e.into()))?;
+        let started = Instant::now();
         let outcome = tokio::time::timeout(
             self.round_trip_timeout,
             client.simple_query("SHOW transaction_read_only"),
         )
         .await;
+        self.metrics.round_trip("health", started.elapsed());
         let messages = self
             .release(client, outcome)
             .map_err(unanswered)?

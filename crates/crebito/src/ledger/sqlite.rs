@@ -10,7 +10,7 @@
 //!   threads (`interact`), never on the async workers.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool_sqlite::rusqlite::{self, OptionalExtension, TransactionBehavior};
@@ -20,9 +20,10 @@ use super::idempotency::{NextAction, RecordedKey, RecordedOutcome};
 use super::migrations::{self, Migration};
 use super::{AccountAudit, AuditReport, Ledger, LedgerError, PostingRow, Unhealthy};
 use crate::domain::{
-    self, AccountId, Balance, IdempotencyKey, Kind, PostedTransaction, PostingError, Statement,
-    Transaction,
+    self, AccountId, Balance, HistoryPage, IdempotencyKey, Kind, PageSize, PostedTransaction,
+    PostingError, PostingId, Statement, Transaction,
 };
+use crate::metrics::{PoolStatus, StorageMetrics};
 
 /// How long a writer waits for another writer's lock before giving up with
 /// [`LedgerError::Unavailable`].
@@ -54,6 +55,8 @@ pub struct SqliteLedger {
     /// When the last health probe committed; a probe within
     /// [`HEALTH_PROBE_REUSE`] of it is not repeated.
     last_healthy: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// Round trips and replays, for `/metrics`.
+    metrics: StorageMetrics,
 }
 
 /// A health check within this long of a successful one reuses its result
@@ -160,7 +163,28 @@ impl SqliteLedger {
             pool,
             writer: Default::default(),
             last_healthy: Default::default(),
+            metrics: StorageMetrics::default(),
         })
+    }
+
+    /// Deletes every transaction, idempotency key and account, then seeds
+    /// the five accounts again (docs/contract.md §2.3), in one immediate
+    /// transaction: the ledger is as freshly created. Errors:
+    /// [`LedgerError::Unavailable`].
+    pub async fn reset(&self) -> Result<(), LedgerError> {
+        let _turn = self.writer.lock().await;
+        self.run(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(
+                "DELETE FROM transactions;
+                 DELETE FROM idempotency_keys;
+                 DELETE FROM accounts;
+                 DELETE FROM sqlite_sequence WHERE name = 'transactions';",
+            )?;
+            tx.execute_batch(migrations::seed(migrations::SQLITE))?;
+            Ok(tx.commit()?)
+        })
+        .await
     }
 
     /// Runs `f` with a pooled connection on a blocking thread.
@@ -174,6 +198,23 @@ impl SqliteLedger {
             LedgerError::unavailable(context, e)
         })?;
         conn.interact(f).await?
+    }
+
+    /// [`Self::run`], recording the call as one round trip of `operation`
+    /// (from the hand-off to the blocking thread to its answer).
+    async fn run_timed<T, F>(&self, operation: &'static str, f: F) -> Result<T, LedgerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
+    {
+        let conn = self.pool.get().await.map_err(|e| {
+            let context = format!("cannot open the SQLite database {}", self.path);
+            LedgerError::unavailable(context, e)
+        })?;
+        let started = Instant::now();
+        let result = conn.interact(f).await;
+        self.metrics.round_trip(operation, started.elapsed());
+        result?
     }
 }
 
@@ -363,6 +404,7 @@ fn post_blocking(
     account: i32,
     transaction: &Transaction,
     key: Option<&IdempotencyKey>,
+    metrics: &StorageMetrics,
 ) -> Result<Balance, LedgerError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (balance, limit): (i64, i64) = tx
@@ -391,6 +433,7 @@ fn post_blocking(
                 .optional()
             })?;
         if let NextAction::Replay(answer) = NextAction::for_key(recorded, transaction) {
+            metrics.replay();
             return answer;
         }
     }
@@ -510,6 +553,61 @@ fn statement_blocking(
     })
 }
 
+fn history_blocking(
+    conn: &mut rusqlite::Connection,
+    account: i32,
+    before: i64,
+    size: usize,
+) -> Result<HistoryPage, LedgerError> {
+    // A deferred read transaction reads from one WAL snapshot.
+    let tx = conn.transaction()?;
+    let (balance, limit): (i64, i64) = tx
+        .prepare_cached("SELECT balance, credit_limit FROM accounts WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })?
+        .ok_or(LedgerError::AccountNotFound)?;
+    let generated_at = Utc::now();
+    // One row more than the page: tells whether older ones remain.
+    let fetch = i64::try_from(size + 1).unwrap_or(i64::MAX);
+    let mut query = tx.prepare_cached(
+        "SELECT id, amount, kind, description, posted_at_us FROM transactions
+             WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+    )?;
+    let mut transactions = query
+        .query_map((account, before, fetch), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                PostedTransaction {
+                    amount: r.get(1)?,
+                    kind: r.get(2)?,
+                    description: r.get(3)?,
+                    posted_at: micros_to_time(r.get(4)?),
+                },
+            ))
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())?
+        .into_iter()
+        .map(|(id, row)| {
+            PostingId::new(id).map(|id| (id, row)).ok_or_else(|| {
+                LedgerError::unavailable_because(format!("stored posting id {id} is not positive"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(query);
+    tx.finish()?;
+    let more = transactions.len() > size;
+    transactions.truncate(size);
+    Ok(HistoryPage {
+        balance,
+        limit,
+        generated_at,
+        transactions,
+        more,
+    })
+}
+
 fn audit_blocking(conn: &mut rusqlite::Connection) -> Result<AuditReport, LedgerError> {
     let tx = conn.transaction()?;
     let mut accounts = tx
@@ -556,6 +654,14 @@ fn audit_blocking(conn: &mut rusqlite::Connection) -> Result<AuditReport, Ledger
 }
 
 impl Ledger for SqliteLedger {
+    fn storage_metrics(&self) -> Option<&StorageMetrics> {
+        Some(&self.metrics)
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        Some(PoolStatus::from_deadpool(self.pool.status()))
+    }
+
     async fn post(
         &self,
         account: AccountId,
@@ -565,14 +671,17 @@ impl Ledger for SqliteLedger {
         let transaction = transaction.clone();
         let key = key.cloned();
         let account = account.get();
+        let metrics = self.metrics.clone();
         let _turn = self.writer.lock().await;
         if let Err(unhealthy) = self.file.check() {
             return Err(unhealthy.cause.unwrap_or_else(|| {
                 LedgerError::unavailable_because("the database file is not the one opened")
             }));
         }
-        self.run(move |conn| post_blocking(conn, account, &transaction, key.as_ref()))
-            .await
+        self.run_timed("post", move |conn| {
+            post_blocking(conn, account, &transaction, key.as_ref(), &metrics)
+        })
+        .await
     }
 
     async fn purge_idempotency_keys(&self, older_than: Duration) -> Result<u64, LedgerError> {
@@ -591,13 +700,30 @@ impl Ledger for SqliteLedger {
 
     async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
         let account = account.get();
-        self.run(move |conn| statement_blocking(conn, account))
+        self.run_timed("statement", move |conn| statement_blocking(conn, account))
             .await
     }
 
+    async fn history(
+        &self,
+        account: AccountId,
+        before: Option<PostingId>,
+        size: PageSize,
+    ) -> Result<HistoryPage, LedgerError> {
+        let account = account.get();
+        let before = before.map_or(i64::MAX, PostingId::get);
+        let size = size.get();
+        self.run_timed("history", move |conn| {
+            history_blocking(conn, account, before, size)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), LedgerError> {
-        self.run(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
-            .await
+        self.run_timed("ping", |conn| {
+            Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)
+        })
+        .await
     }
 
     /// Unhealthy when the path no longer names the file opened at start,

@@ -600,9 +600,16 @@ impl Crebito {
     /// Starts `command` (which runs crebito, e.g. through a shell) like
     /// [`Crebito::spawn`].
     pub fn spawn_command(command: &mut Command) -> Crebito {
+        // Defaults that the caller's own environment overrides.
+        let set = |name: &str| command.get_envs().any(|(key, _)| key == name);
+        let (rust_log, no_color) = (set("RUST_LOG"), set("NO_COLOR"));
+        if !rust_log {
+            command.env("RUST_LOG", "info");
+        }
+        if !no_color {
+            command.env_remove("NO_COLOR");
+        }
         let mut child = command
-            .env("RUST_LOG", "info")
-            .env_remove("NO_COLOR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,0 +1,114 @@
+//! `crebito reset`: back to the seeded state (docs/configuration.md), on
+//! SQLite at once, on PostgreSQL only with `--force`.
+
+use std::process::Command;
+
+use crate::helpers::{self, Backend, TestApp};
+
+/// Runs `crebito reset ARGS`; returns the exit code and stdout + stderr.
+fn reset(args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_crebito"))
+        .arg("reset")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run crebito reset");
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+async fn assert_seeded(app: &TestApp) {
+    for (id, limit) in [
+        (1, 100000),
+        (2, 80000),
+        (3, 1000000),
+        (4, 10000000),
+        (5, 500000),
+    ] {
+        let (status, body) = app.statement(&id.to_string()).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["saldo"]["total"], 0, "{body}");
+        assert_eq!(body["saldo"]["limite"], limit, "{body}");
+        assert_eq!(body["ultimas_transacoes"], serde_json::json!([]), "{body}");
+    }
+    assert_eq!(app.statement("6").await.0, 404);
+}
+
+/// Postings, an idempotency key and a sixth account: all gone after.
+async fn dirty(app: &TestApp) {
+    assert_eq!(app.post(1, 700, "d", "antes").await.0, 200);
+    assert_eq!(app.post(3, 5, "c", "antes").await.0, 200);
+    let keyed = app
+        .client
+        .post(app.url("/clientes/2/transacoes"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "k")
+        .body(r#"{"valor": 9, "tipo": "c", "descricao": "chave"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 200);
+    helpers::execute_unchecked(
+        &app.database_url,
+        "INSERT INTO accounts (id, credit_limit, balance) VALUES (6, 1, 0)",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_ledger_is_reset_to_the_seeded_accounts() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    dirty(&app).await;
+    let (code, out) = reset(&["--database-url", &app.database_url]);
+    assert_eq!(code, 0, "{out}");
+    assert_seeded(&app).await;
+    // The key is forgotten too: the same request posts again.
+    let again = app
+        .client
+        .post(app.url("/clientes/2/transacoes"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", "k")
+        .body(r#"{"valor": 9, "tipo": "c", "descricao": "chave"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(app.statement("2").await.1["saldo"]["total"], 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_is_refused_without_force_and_reset_with_it() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    dirty(&app).await;
+    let (code, out) = reset(&["--database-url", &app.database_url]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("--force"), "{out}");
+    // Refused: nothing changed.
+    let (_, body) = app.statement("1").await;
+    assert_eq!(body["saldo"]["total"], -700, "{body}");
+
+    // Reset while the instance keeps serving the database.
+    let (code, out) = reset(&["--database-url", &app.database_url, "--force"]);
+    assert_eq!(code, 0, "{out}");
+    assert_seeded(&app).await;
+    assert_eq!(app.post(1, 1, "c", "depois").await.0, 200);
+    assert_eq!(app.statement("1").await.1["saldo"]["total"], 1);
+}
+
+#[test]
+fn an_unreachable_database_fails_with_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgres://crebito@/crebito?host={}&connect_timeout=2",
+        dir.path().display()
+    );
+    let (code, out) = reset(&["--database-url", &url, "--force"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&dir.path().display().to_string()), "{out}");
+}
