@@ -110,16 +110,31 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
-    /// PostgreSQL connections this instance keeps (ignored for SQLite). A
-    /// few connections per instance serve best: postings on one account
-    /// serialise on its row lock anyway.
+    /// Database connections this instance keeps (PostgreSQL connections, or
+    /// SQLite connections to the file). A few per instance serve best:
+    /// postings for one account go one batch at a time anyway, and hold at
+    /// most one connection (PostgreSQL).
     #[arg(long, env = "CREBITO_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub pool_size: u16,
 
-    /// Longest a request waits for a database connection, in milliseconds,
-    /// before it is answered 503.
+    /// Longest a request waits, in milliseconds, for a database connection,
+    /// for its turn in the posting queue and (SQLite) for another process's
+    /// write lock, before it is answered 503 with nothing applied.
     #[arg(long, env = "CREBITO_ACQUIRE_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub acquire_timeout_ms: u64,
+
+    /// Most postings applied together in one batch: one database round
+    /// trip, one transaction, one commit (group commit). Postings that
+    /// arrive while a batch is in flight form the next one; a lone posting
+    /// goes at once.
+    #[arg(long, env = "CREBITO_BATCH_MAX_POSTINGS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_max_postings: u32,
+
+    /// Most postings waiting in one posting queue (one queue per account on
+    /// PostgreSQL, one per instance on SQLite) besides the batch in flight;
+    /// one more is answered 503 at once.
+    #[arg(long, env = "CREBITO_QUEUE_MAX_POSTINGS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue_max_postings: u32,
 
     /// Longest a request's database statement may run, in milliseconds
     /// (PostgreSQL statement_timeout); then the request is answered 503 and
@@ -236,6 +251,8 @@ impl From<ServeArgs> for ServeSettings {
                 acquire_timeout: Duration::from_millis(args.acquire_timeout_ms),
                 query_timeout: Duration::from_millis(args.query_timeout_ms),
                 create_if_missing: !args.require_existing_ledger,
+                max_batch: args.batch_max_postings as usize,
+                max_queue: args.queue_max_postings as usize,
             },
             server: Limits {
                 idle_timeout: Duration::from_secs(args.idle_timeout_secs),

@@ -107,11 +107,11 @@ impl StorageMetrics {
         }
     }
 
-    /// Records one posting answered from its recorded `Idempotency-Key`
-    /// instead of being applied (docs/contract.md §2.6).
-    pub fn replay(&self) {
-        if self.enabled.load(Ordering::Relaxed) {
-            self.replays.inc();
+    /// Records `count` postings answered from their recorded
+    /// `Idempotency-Key` instead of being applied (docs/contract.md §2.6).
+    pub fn replays(&self, count: u64) {
+        if count > 0 && self.enabled.load(Ordering::Relaxed) {
+            self.replays.inc_by(count);
         }
     }
 
@@ -396,7 +396,7 @@ mod tests {
         metrics.posting("applied");
         metrics.unavailable("pool_timeout");
         storage.round_trip("post", Duration::from_millis(3));
-        storage.replay();
+        storage.replays(1);
         let text = metrics.render();
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             let mut parts = line.split(' ').skip(2);
@@ -479,7 +479,7 @@ mod tests {
         let clone = storage.clone();
         storage.disable();
         clone.round_trip("post", Duration::from_millis(1));
-        clone.replay();
+        clone.replays(1);
         let metrics = Metrics::new("sqlite", Some(&storage), || None);
         let text = metrics.render();
         assert_eq!(sample(&text, "crebito_idempotent_replays_total"), Some(0.0));

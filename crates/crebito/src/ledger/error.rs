@@ -10,6 +10,7 @@ use std::fmt;
 
 use thiserror::Error;
 
+use super::batch::QueueRefusal;
 use crate::domain::PostingError;
 
 /// Any error, boxed, as kept in [`LedgerError::Unavailable`].
@@ -112,11 +113,17 @@ pub enum UnavailableCause {
     Database,
     /// `GET /health` found the ledger unable to take writes ([`Unhealthy`]).
     Unhealthy,
+    /// The posting queue was full ([`QueueRefusal::Full`]).
+    QueueFull,
+    /// The posting waited the acquire timeout in its queue without being
+    /// taken into a batch ([`QueueRefusal::WaitedTooLong`]).
+    QueueTimeout,
 }
 
 impl UnavailableCause {
     /// The label value: `pool_timeout`, `connect`, `query_timeout`,
-    /// `no_answer`, `busy`, `database` or `unhealthy`.
+    /// `no_answer`, `busy`, `database`, `unhealthy`, `queue_full` or
+    /// `queue_timeout`.
     pub fn label(self) -> &'static str {
         match self {
             UnavailableCause::PoolTimeout => "pool_timeout",
@@ -126,6 +133,8 @@ impl UnavailableCause {
             UnavailableCause::Busy => "busy",
             UnavailableCause::Database => "database",
             UnavailableCause::Unhealthy => "unhealthy",
+            UnavailableCause::QueueFull => "queue_full",
+            UnavailableCause::QueueTimeout => "queue_timeout",
         }
     }
 
@@ -142,6 +151,12 @@ impl UnavailableCause {
         }
         if error.is::<ConnectFailed>() {
             return Some(UnavailableCause::Connect);
+        }
+        if let Some(refusal) = error.downcast_ref::<QueueRefusal>() {
+            return Some(match refusal {
+                QueueRefusal::Full => UnavailableCause::QueueFull,
+                QueueRefusal::WaitedTooLong => UnavailableCause::QueueTimeout,
+            });
         }
         if let Some(e) = error.downcast_ref::<PoolError>() {
             return Some(match e {
@@ -319,6 +334,24 @@ mod tests {
             cause(LedgerError::unavailable_because("x")),
             Some(UnavailableCause::Database)
         );
+        assert_eq!(
+            cause(LedgerError::unavailable("x", QueueRefusal::Full)),
+            Some(UnavailableCause::QueueFull)
+        );
+        assert_eq!(
+            cause(LedgerError::unavailable("x", QueueRefusal::WaitedTooLong)),
+            Some(UnavailableCause::QueueTimeout)
+        );
+        // A member of a failed batch is counted under the batch's cause.
+        let batch = LedgerError::unavailable("x", PoolError::Timeout(TimeoutType::Wait));
+        let member = LedgerError::unavailable(
+            "y",
+            super::super::batch::BatchFailed {
+                members: 2,
+                error: std::sync::Arc::new(batch),
+            },
+        );
+        assert_eq!(cause(member), Some(UnavailableCause::PoolTimeout));
     }
 
     #[derive(Debug, Error)]

@@ -12,6 +12,7 @@ use crate::domain::{
 };
 use crate::metrics::{PoolStatus, StorageMetrics};
 
+pub mod batch;
 pub mod codes;
 mod error;
 pub mod idempotency;
@@ -139,14 +140,16 @@ impl std::str::FromStr for DatabaseUrl {
 
 /// How a ledger uses its database, whichever the backend.
 ///
-/// PostgreSQL honours every field; the SQLite ledger keeps its own small
-/// pool and waits (see [`sqlite`]) and ignores them.
+/// PostgreSQL honours every field but `create_if_missing`; SQLite every one
+/// but `query_timeout` (its statements run in this process).
 #[derive(Debug, Clone)]
 pub struct LedgerOptions {
     /// Most database connections this process opens.
     pub pool_size: usize,
     /// Longest a request waits for a free connection (or for a new one to be
-    /// established) before it fails with [`LedgerError::Unavailable`] (503).
+    /// established), for its turn in the posting queue and (SQLite) for
+    /// another process's write lock, before it fails with
+    /// [`LedgerError::Unavailable`] (503) with nothing applied.
     pub acquire_timeout: Duration,
     /// Longest a request's statement may run. The server cancels it then
     /// (`statement_timeout`, so a cancelled posting is never applied) and
@@ -160,17 +163,40 @@ pub struct LedgerOptions {
     /// seeded accounts). Either way a creation is logged as a warning; when
     /// `false`, a missing file is an error. PostgreSQL ignores it.
     pub create_if_missing: bool,
+    /// Most postings applied together in one batch (one transaction, one
+    /// commit; [`batch`]). At least 1.
+    pub max_batch: usize,
+    /// Most postings waiting in one posting queue (per account on
+    /// PostgreSQL, per instance on SQLite) besides the batch in flight; one
+    /// more is answered 503 at once. At least 1.
+    pub max_queue: usize,
+}
+
+impl LedgerOptions {
+    /// The posting queues' limits: `max_batch`, `max_queue`, and
+    /// `acquire_timeout` as the longest wait.
+    pub fn batch(&self) -> batch::BatchOptions {
+        batch::BatchOptions {
+            max_batch: self.max_batch,
+            max_queue: self.max_queue,
+            max_wait: self.acquire_timeout,
+        }
+    }
 }
 
 impl Default for LedgerOptions {
     /// The defaults of `crebito serve` (docs/configuration.md): 4
-    /// connections, 2 s to get one, 5 s per statement.
+    /// connections, 2 s to get one, 5 s per statement, batches of at most
+    /// 64 postings, 1024 postings waiting per queue.
     fn default() -> Self {
+        let batch = batch::BatchOptions::default();
         LedgerOptions {
             pool_size: 4,
             acquire_timeout: Duration::from_secs(2),
             query_timeout: Duration::from_secs(5),
             create_if_missing: true,
+            max_batch: batch.max_batch,
+            max_queue: batch.max_queue,
         }
     }
 }
@@ -195,9 +221,9 @@ impl AnyLedger {
             DatabaseUrl::Postgres(url) => {
                 AnyLedger::Postgres(postgres::PostgresLedger::connect(url, options).await?)
             }
-            DatabaseUrl::Sqlite(path) => AnyLedger::Sqlite(
-                sqlite::SqliteLedger::open_with(path, options.create_if_missing).await?,
-            ),
+            DatabaseUrl::Sqlite(path) => {
+                AnyLedger::Sqlite(sqlite::SqliteLedger::open_with(path, options).await?)
+            }
         })
     }
 
@@ -224,7 +250,7 @@ impl AnyLedger {
                 AnyLedger::Postgres(ledger)
             }
             DatabaseUrl::Sqlite(path) => {
-                AnyLedger::Sqlite(sqlite::SqliteLedger::open_existing(path).await?)
+                AnyLedger::Sqlite(sqlite::SqliteLedger::open_existing(path, options).await?)
             }
         })
     }

@@ -1,11 +1,14 @@
 //! The PostgreSQL ledger (production; docs/contract.md §4).
 //!
-//! * A posting is ONE statement: a data-modifying CTE whose conditional
-//!   `UPDATE … WHERE balance + delta >= -credit_limit` takes the account's row
-//!   lock (serialising postings per account, re-checking the condition on the
-//!   latest row version) and feeds the `INSERT` of the transaction row. No
-//!   interleaving can overdraw or lose an update; the `CHECK` constraint on
-//!   `accounts` backs the rule.
+//! * Postings go through the instance's per-account queues
+//!   ([`super::batch`]): a batch is ONE call of the `post_batch` function
+//!   (migrations/postgres/0006_post_batch.sql) — one round trip, one
+//!   transaction, one commit — which locks the account's row, judges each
+//!   posting on the balance left by the ones before it, inserts the rows
+//!   and writes the balance once. No interleaving can overdraw or lose an
+//!   update; the `CHECK` constraint on `accounts` backs the rule. An account
+//!   has at most one batch in flight per instance, so it holds at most one
+//!   pooled connection.
 //! * A statement is ONE `SELECT` (one snapshot): balance, limit and the last
 //!   10 rows cannot disagree.
 //! * Connections come from a deadpool pool with bounded waits; each call
@@ -15,7 +18,7 @@
 //!   answering is discarded together with every connection opened before
 //!   it; the next one is opened afresh, and a multi-host `DATABASE_URL`
 //!   with `target_session_attrs=read-write` sends it to whichever host is
-//!   the primary now. A posting that failed before it could have been
+//!   the primary now. A batch that failed before it could have been
 //!   applied is tried once more on such a fresh connection.
 
 use std::str::FromStr;
@@ -25,13 +28,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+    Timeouts,
 };
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::NoTls;
 
-use super::idempotency::{NextAction, RecordedKey};
+use super::batch::{ApplyBatch, Batcher, Posting, PostingResult, Scope};
 use super::migrations::{self, Migration};
 use super::{
     AccountAudit, AuditReport, ErrorChain, Ledger, LedgerError, LedgerOptions, PostingRow,
@@ -46,54 +49,10 @@ use crate::metrics::{PoolStatus, StorageMetrics};
 /// Key of the advisory lock that serialises migrations across instances.
 const MIGRATION_LOCK: i64 = 0x0063_7265_6269_746f; // "crebito" in ASCII
 
-const POST_SQL: &str = "\
-WITH account AS (
-    SELECT credit_limit FROM accounts WHERE id = $1
-), moved AS (
-    UPDATE accounts SET balance = balance + $2
-    WHERE id = $1 AND balance + $2 >= -credit_limit
-    RETURNING id, balance
-), posted AS (
-    INSERT INTO transactions (account_id, amount, kind, description)
-    SELECT id, $3, $4, $5 FROM moved
-)
-SELECT account.credit_limit, moved.balance FROM account LEFT JOIN moved ON true";
-
-/// [`POST_SQL`] with an idempotency key ($6) and request fingerprint ($7):
-/// nothing moves when the key is already recorded (`previous`), and the
-/// outcome is recorded in the same statement. Two concurrent requests with
-/// one new key both try to insert it: the second fails on the primary key
-/// (unique violation), which rolls its whole statement back, posting
-/// included; it then reads the first one's recorded outcome.
-const POST_IDEMPOTENT_SQL: &str = "\
-WITH account AS (
-    SELECT credit_limit FROM accounts WHERE id = $1
-), previous AS (
-    SELECT fingerprint, outcome, balance FROM idempotency_keys
-    WHERE account_id = $1 AND key = $6
-), moved AS (
-    UPDATE accounts SET balance = balance + $2
-    WHERE id = $1 AND balance + $2 >= -credit_limit
-      AND NOT EXISTS (SELECT 1 FROM previous)
-    RETURNING id, balance
-), posted AS (
-    INSERT INTO transactions (account_id, amount, kind, description)
-    SELECT id, $3, $4, $5 FROM moved
-), remembered AS (
-    INSERT INTO idempotency_keys (account_id, key, fingerprint, outcome, balance, credit_limit)
-    SELECT $1, $6, $7,
-           CASE WHEN moved.balance IS NULL THEN 'limit_exceeded' ELSE 'posted' END,
-           moved.balance, account.credit_limit
-    FROM account LEFT JOIN moved ON true
-    WHERE NOT EXISTS (SELECT 1 FROM previous)
-)
-SELECT account.credit_limit, moved.balance,
-       previous.fingerprint, previous.outcome, previous.balance
-FROM account LEFT JOIN moved ON true LEFT JOIN previous ON true";
-
-const RECORDED_KEY_SQL: &str = "\
-SELECT k.fingerprint, k.outcome, k.balance, k.credit_limit
-FROM idempotency_keys k WHERE k.account_id = $1 AND k.key = $2";
+/// A batch of postings to one account (see the function's own comment in
+/// migrations/postgres/0006_post_batch.sql for the shapes).
+const POST_BATCH_SQL: &str = "\
+SELECT outcomes, balances, credit_limit FROM post_batch($1, $2, $3, $4, $5, $6)";
 
 const PURGE_KEYS_SQL: &str = "\
 DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)";
@@ -143,10 +102,26 @@ WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id)";
 /// A [`Ledger`] on PostgreSQL through a pool of tokio-postgres connections.
 #[derive(Clone)]
 pub struct PostgresLedger {
+    /// The pool, and what every round trip on it shares.
+    db: Database,
+    /// The per-account posting queues in front of [`PostgresBatches`].
+    batcher: Batcher<PostgresBatches>,
+}
+
+/// Applies batches of postings to one account with the `post_batch`
+/// function ([`ApplyBatch`]).
+#[derive(Clone)]
+pub struct PostgresBatches {
+    db: Database,
+}
+
+/// The pool, and what every round trip on it shares.
+#[derive(Clone)]
+struct Database {
     pool: Pool,
     /// Where the pool connects, for error messages (no password).
     target: Arc<str>,
-    /// Client-side bound of one request's round trips: the server's
+    /// Client-side bound of one round trip: the server's
     /// `statement_timeout` plus a second.
     round_trip_timeout: Duration,
     /// Connections opened before this are never handed out again.
@@ -177,8 +152,9 @@ impl StaleBefore {
     }
 }
 
-/// A pooled connection lent to one request for a bounded round trip. It
-/// goes back to the pool only through [`PostgresLedger::release`], once
+/// A pooled connection lent to one request or batch for a bounded round
+/// trip. It
+/// goes back to the pool only through [`Database::release`], once
 /// the server has answered. Dropped any other way — the request was
 /// cancelled mid-round-trip, e.g. its client hung up — it is closed and
 /// taken out of the pool instead: its statement may still be in flight,
@@ -212,16 +188,16 @@ impl Drop for Lease {
     }
 }
 
-/// How a posting attempt failed.
+/// How an attempt at a batch of postings failed.
 #[derive(Debug)]
 enum Failed {
     /// Before the database could have applied anything: no connection
     /// could be opened, or the server refused the statement as read-only
     /// (SQLSTATE 25006: a standby, or a former primary). Trying again on a
-    /// fresh connection cannot apply the posting twice.
+    /// fresh connection cannot apply a posting twice.
     NotApplied(LedgerError),
-    /// Anything else: a rule, a timeout, a connection lost after the
-    /// statement was sent (the outcome is unknown: a retry with the same
+    /// Anything else: a timeout, a connection lost after the statement was
+    /// sent (the outcome is unknown: a retry with the same
     /// `Idempotency-Key` resolves it).
     Other(LedgerError),
 }
@@ -258,14 +234,6 @@ fn server_lost(error: &tokio_postgres::Error) -> bool {
         }
         None => true,
     }
-}
-
-/// What the idempotent posting statement came back with.
-enum IdempotentAnswer {
-    /// The statement's own rows.
-    Rows(Vec<tokio_postgres::Row>),
-    /// The outcome recorded by a concurrent request with the same key.
-    Recorded(Option<tokio_postgres::Row>),
 }
 
 /// How a bounded round trip ended.
@@ -323,12 +291,20 @@ impl PostgresLedger {
             }))
             .build()
             .map_err(|e| LedgerError::unavailable("cannot build the PostgreSQL pool", e))?;
-        Ok(PostgresLedger {
+        let db = Database {
             pool,
             target,
             round_trip_timeout,
             stale,
             metrics: StorageMetrics::default(),
+        };
+        Ok(PostgresLedger {
+            batcher: Batcher::new(
+                PostgresBatches { db: db.clone() },
+                Scope::Account,
+                options.batch(),
+            ),
+            db,
         })
     }
 
@@ -347,10 +323,10 @@ impl PostgresLedger {
     /// opens with 25 simultaneous postings) does not pay for connection
     /// set-up and planning.
     async fn warm_up(&self) -> Result<(), LedgerError> {
-        let mut held = Vec::with_capacity(self.pool.status().max_size);
-        for _ in 0..self.pool.status().max_size {
-            let client = self.client().await?;
-            for sql in [POST_SQL, POST_IDEMPOTENT_SQL, STATEMENT_SQL, HISTORY_SQL] {
+        let mut held = Vec::with_capacity(self.db.pool.status().max_size);
+        for _ in 0..self.db.pool.status().max_size {
+            let client = self.db.client().await?;
+            for sql in [POST_BATCH_SQL, STATEMENT_SQL, HISTORY_SQL] {
                 client.prepare_cached(sql).await?;
             }
             // Held until all are open, so each round opens a new one.
@@ -362,7 +338,7 @@ impl PostgresLedger {
     /// Applies the embedded migrations that are not yet recorded, under a
     /// session advisory lock so that instances starting together take turns.
     pub async fn migrate(&self) -> Result<(), LedgerError> {
-        let mut client = self.client().await?;
+        let mut client = self.db.client().await?;
         // Waiting for another instance's migrations is not a slow request.
         client.batch_execute("SET statement_timeout = 0").await?;
         client
@@ -387,7 +363,7 @@ impl PostgresLedger {
     /// the database meanwhile wait for it (`TRUNCATE` locks the tables).
     /// Errors: [`LedgerError::Unavailable`].
     pub async fn reset(&self) -> Result<(), LedgerError> {
-        let mut client = self.client().await?;
+        let mut client = self.db.client().await?;
         client.batch_execute("SET statement_timeout = 0").await?;
         let tx = client.transaction().await?;
         tx.batch_execute("TRUNCATE transactions, idempotency_keys, accounts RESTART IDENTITY")
@@ -399,6 +375,19 @@ impl PostgresLedger {
         Ok(())
     }
 
+    /// Applied batches of postings by size ([`super::batch::SIZE_BUCKETS`]).
+    pub fn batch_sizes(&self) -> [u64; super::batch::SIZE_BUCKETS] {
+        self.batcher.batch_sizes()
+    }
+
+    /// The storage behind the posting queues: applies a given batch
+    /// directly (tests compare it with postings applied one by one).
+    pub fn batches(&self) -> &PostgresBatches {
+        self.batcher.storage()
+    }
+}
+
+impl Database {
     /// Ends `lease`'s bounded round trip. The connection goes back to the
     /// pool when the server answered and is still a writable primary;
     /// when the bound elapsed (the connection may still be busy) or the
@@ -430,12 +419,19 @@ impl PostgresLedger {
         }
     }
 
-    /// A pooled connection. Errors: [`Failed::NotApplied`] when opening a
-    /// new one failed (refused, no such socket, authentication failed, no
-    /// host takes writes), [`Failed::Other`] when none was free or opening
-    /// one timed out; both name where it tried to connect, with the cause.
+    /// A pooled connection, waiting as long as the pool's own timeouts
+    /// (the acquire timeout). Errors: as [`Self::client_within`].
     async fn client(&self) -> Result<Object, Failed> {
-        self.pool.get().await.map_err(|e| {
+        self.client_within(&self.pool.timeouts()).await
+    }
+
+    /// A pooled connection, waiting at most `timeouts`. Errors:
+    /// [`Failed::NotApplied`] when opening a new one failed (refused, no
+    /// such socket, authentication failed, no host takes writes),
+    /// [`Failed::Other`] when none was free or opening one timed out; both
+    /// name where it tried to connect, with the cause.
+    async fn client_within(&self, timeouts: &Timeouts) -> Result<Object, Failed> {
+        self.pool.timeout_get(timeouts).await.map_err(|e| {
             let target = &self.target;
             match e {
                 // Kept as the source: it tells a full pool (Wait) from a
@@ -459,6 +455,19 @@ impl PostgresLedger {
     /// [`Self::client`] for one bounded round trip.
     async fn lease(&self) -> Result<Lease, Failed> {
         Ok(Lease(Some(self.client().await?)))
+    }
+
+    /// [`Self::client_within`] for one bounded round trip, waiting for a
+    /// connection (a free one, or a new one opened) until `deadline` at
+    /// most.
+    async fn lease_until(&self, deadline: tokio::time::Instant) -> Result<Lease, Failed> {
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let timeouts = Timeouts {
+            wait: Some(wait),
+            create: Some(wait),
+            recycle: Some(wait),
+        };
+        Ok(Lease(Some(self.client_within(&timeouts).await?)))
     }
 }
 
@@ -510,19 +519,6 @@ async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<(),
     Ok(())
 }
 
-/// Maps the errors a posting statement can raise: bigint overflow, the
-/// balance CHECK (the second line of defence), a server that takes no
-/// writes (read-only: nothing applied), anything else.
-fn posting_error(error: tokio_postgres::Error) -> Failed {
-    match error.code() {
-        Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) => Failed::Other(PostingError::Overflow.into()),
-        Some(&SqlState::CHECK_VIOLATION) => Failed::Other(PostingError::LimitExceeded.into()),
-        Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => Failed::NotApplied(error.into()),
-        // statement_timeout: cancelled by the server, nothing applied.
-        _ => Failed::Other(error.into()),
-    }
-}
-
 /// Where `config` connects, for messages: each host with its port (a unix
 /// socket as its socket file), the database and the user — never the
 /// password.
@@ -553,206 +549,173 @@ fn describe(config: &tokio_postgres::Config) -> String {
     )
 }
 
-/// The key recorded in `row`'s columns `at`, `at + 1` and `at + 2`
-/// (fingerprint, outcome, balance), for an account whose limit is `limit`;
-/// `None` when the fingerprint is NULL (the key is new).
-fn recorded_key(
-    row: &Row,
-    at: usize,
-    limit: i64,
-) -> Result<Option<RecordedKey>, tokio_postgres::Error> {
-    let Some(fingerprint) = row.try_get::<_, Option<String>>(at)? else {
-        return Ok(None);
-    };
-    Ok(Some(RecordedKey {
-        fingerprint,
-        outcome: row.try_get(at + 1)?,
-        balance: row.try_get(at + 2)?,
-        limit,
-    }))
+impl ApplyBatch for PostgresBatches {
+    /// See [`ApplyBatch::apply_batch`]: one call of `post_batch` for
+    /// postings to one account. An attempt that failed before it could
+    /// have been applied (`Failed::NotApplied`: no connection could be
+    /// opened, or the server refused the batch as read-only) is made once
+    /// more on a fresh connection, which reaches the current primary when
+    /// the URL lists every host with `target_session_attrs=read-write`
+    /// (docs/ha.md). Any other failure leaves the outcome unknown (a
+    /// connection lost after the call was sent, no answer in time) or
+    /// certain to be nothing (the server cancelled it): `Err`, and every
+    /// member is answered 503.
+    async fn apply_batch(
+        &self,
+        postings: &[Posting],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<PostingResult>, LedgerError> {
+        let Some(first) = postings.first() else {
+            return Ok(Vec::new());
+        };
+        let account = first.account;
+        if postings.iter().any(|p| p.account != account) {
+            return Err(LedgerError::unavailable_because(
+                "a PostgreSQL batch must hold one account's postings",
+            ));
+        }
+        match self.attempt(account, postings, deadline).await {
+            Err(Failed::NotApplied(error)) => {
+                tracing::warn!(
+                    error = %ErrorChain(&error),
+                    postings = postings.len(),
+                    "batch not applied (no writable primary on that connection); trying once more on a fresh connection"
+                );
+                Ok(self.attempt(account, postings, deadline).await?)
+            }
+            other => Ok(other?),
+        }
+    }
 }
 
-impl PostgresLedger {
-    async fn post_idempotent(
+impl PostgresBatches {
+    /// One attempt at a batch of postings to `account` with `post_batch`.
+    async fn attempt(
         &self,
         account: AccountId,
-        transaction: &Transaction,
-        key: &IdempotencyKey,
-    ) -> Result<Balance, Failed> {
-        let client = self.lease().await?;
-        let fingerprint = transaction.fingerprint();
-        let params = PostingParams::new(account, transaction);
-        let [account_id, delta, amount, kind, description] = params.as_sql();
+        postings: &[Posting],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<PostingResult>, Failed> {
+        let client = self.db.lease_until(deadline).await?;
+        let n = postings.len();
+        let mut amounts = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        let mut descriptions = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut fingerprints = Vec::with_capacity(n);
+        for posting in postings {
+            let transaction = &posting.transaction;
+            amounts.push(transaction.amount.cents());
+            kinds.push(transaction.kind);
+            descriptions.push(transaction.description.as_str());
+            keys.push(posting.key.as_ref().map(IdempotencyKey::as_str));
+            fingerprints.push(posting.key.as_ref().map(|_| transaction.fingerprint()));
+        }
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.round_trip_timeout, async {
-            let statement = client.prepare_cached(POST_IDEMPOTENT_SQL).await?;
-            let result = client
-                .query(
+        let outcome = tokio::time::timeout(self.db.round_trip_timeout, async {
+            let statement = client.prepare_cached(POST_BATCH_SQL).await?;
+            client
+                .query_one(
                     &statement,
                     &[
-                        account_id,
-                        delta,
-                        amount,
-                        kind,
-                        description,
-                        &key.as_str(),
-                        &fingerprint,
+                        &account.get(),
+                        &amounts,
+                        &kinds,
+                        &descriptions,
+                        &keys,
+                        &fingerprints,
                     ],
                 )
-                .await;
-            match result {
-                // A concurrent request with the same key committed first:
-                // this statement was rolled back; read what it recorded.
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => client
-                    .query_opt(RECORDED_KEY_SQL, &[&account.get(), &key.as_str()])
-                    .await
-                    .map(IdempotentAnswer::Recorded),
-                other => other.map(IdempotentAnswer::Rows),
-            }
+                .await
         })
         .await;
-        self.metrics.round_trip("post", started.elapsed());
-        let rows = match self.release(client, outcome)?.map_err(posting_error)? {
-            IdempotentAnswer::Rows(rows) => rows,
-            IdempotentAnswer::Recorded(row) => {
-                let vanished = || LedgerError::unavailable_because("idempotency key vanished");
-                let row = row.ok_or_else(vanished)?;
-                let limit = row.try_get(3)?;
-                return match NextAction::for_key(recorded_key(&row, 0, limit)?, transaction) {
-                    NextAction::Replay(answer) => {
-                        self.metrics.replay();
-                        Ok(answer?)
-                    }
-                    NextAction::Post => Err(vanished().into()),
-                };
-            }
+        self.db.metrics.round_trip("post", started.elapsed());
+        // statement_timeout, the CHECK, a read-only server: nothing applied;
+        // a lost connection: unknown.
+        let row = self.db.release(client, outcome)?.map_err(batch_error)?;
+        let Some(limit) = row.try_get::<_, Option<i64>>(2)? else {
+            return Ok((0..n).map(|_| Err(LedgerError::AccountNotFound)).collect());
         };
-        let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
-        let limit: i64 = row.get(0);
-        match NextAction::for_key(recorded_key(row, 2, limit)?, transaction) {
-            NextAction::Replay(answer) => {
-                self.metrics.replay();
-                Ok(answer?)
-            }
-            NextAction::Post => Ok(posting_outcome(row.get(1), limit)?),
+        let outcomes: Vec<&str> = row.try_get(0)?;
+        let balances: Vec<Option<i64>> = row.try_get(1)?;
+        if outcomes.len() != n || balances.len() != n {
+            return Err(LedgerError::unavailable_because(format!(
+                "post_batch answered {} of {n} postings",
+                outcomes.len()
+            ))
+            .into());
         }
-    }
-
-    /// One attempt at a posting, with or without a key.
-    async fn post_once(
-        &self,
-        account: AccountId,
-        transaction: &Transaction,
-        key: Option<&IdempotencyKey>,
-    ) -> Result<Balance, Failed> {
-        if let Some(key) = key {
-            return self.post_idempotent(account, transaction, key).await;
-        }
-        let client = self.lease().await?;
-        let params = PostingParams::new(account, transaction);
-        let started = Instant::now();
-        let outcome = tokio::time::timeout(self.round_trip_timeout, async {
-            let statement = client.prepare_cached(POST_SQL).await?;
-            client.query(&statement, &params.as_sql()).await
-        })
-        .await;
-        self.metrics.round_trip("post", started.elapsed());
-        let rows = self.release(client, outcome)?.map_err(posting_error)?;
-        let row = rows.first().ok_or(LedgerError::AccountNotFound)?;
-        Ok(posting_outcome(row.get(1), row.get(0))?)
+        Ok(outcomes
+            .into_iter()
+            .zip(balances)
+            .map(|(outcome, balance)| batch_outcome(outcome, balance, limit))
+            .collect())
     }
 }
 
-/// Parameters `$1`–`$5` of [`POST_SQL`] and [`POST_IDEMPOTENT_SQL`]:
-/// account id, signed delta (cents), amount (cents), kind code, description.
-struct PostingParams<'a> {
-    account: i32,
-    delta: i64,
-    amount: i64,
-    kind: Kind,
-    description: &'a str,
-}
-
-impl<'a> PostingParams<'a> {
-    fn new(account: AccountId, transaction: &'a Transaction) -> Self {
-        PostingParams {
-            account: account.get(),
-            delta: transaction.delta(),
-            amount: transaction.amount.cents(),
-            kind: transaction.kind,
-            description: transaction.description.as_str(),
-        }
-    }
-
-    fn as_sql(&self) -> [&(dyn ToSql + Sync); 5] {
-        [
-            &self.account,
-            &self.delta,
-            &self.amount,
-            &self.kind,
-            &self.description,
-        ]
+/// Maps the errors a `post_batch` call can raise. Any error aborts the
+/// whole call, so nothing of the batch was applied; only a server that
+/// takes no writes (read-only, SQLSTATE 25006) is worth a retry on a fresh
+/// connection right away.
+fn batch_error(error: tokio_postgres::Error) -> Failed {
+    match error.code() {
+        Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => Failed::NotApplied(error.into()),
+        // statement_timeout, the CHECK (a second line of defence that a
+        // correct batch never reaches), a server error: 503 for all.
+        _ => Failed::Other(error.into()),
     }
 }
 
-/// What a posting statement returned: the new balance (cents), or NULL when
-/// the conditional `UPDATE` refused it for the limit.
-fn posting_outcome(balance: Option<i64>, limit: i64) -> Result<Balance, LedgerError> {
-    match balance {
-        Some(balance) => Ok(Balance { balance, limit }),
-        None => Err(PostingError::LimitExceeded.into()),
+/// One posting's outcome code from `post_batch`, with its balance and the
+/// account's limit (cents).
+fn batch_outcome(outcome: &str, balance: Option<i64>, limit: i64) -> PostingResult {
+    match (outcome, balance) {
+        ("posted", Some(balance)) => Ok(Balance { balance, limit }),
+        ("limit_exceeded", _) => Err(PostingError::LimitExceeded.into()),
+        ("overflow", _) => Err(PostingError::Overflow.into()),
+        ("key_reused", _) => Err(PostingError::IdempotencyKeyReused.into()),
+        (other, balance) => Err(LedgerError::unavailable_because(format!(
+            "post_batch answered {other:?} with balance {balance:?}"
+        ))),
     }
 }
 
 impl Ledger for PostgresLedger {
     fn storage_metrics(&self) -> Option<&StorageMetrics> {
-        Some(&self.metrics)
+        Some(&self.db.metrics)
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
-        Some(PoolStatus::from_deadpool(self.pool.status()))
+        Some(PoolStatus::from_deadpool(self.db.pool.status()))
     }
 
-    /// See [`Ledger::post`]. A posting that failed before it could have
-    /// been applied (`Failed::NotApplied`: no connection could be opened,
-    /// or the server refused it as read-only) is tried once more on a fresh
-    /// connection, which reaches the current primary when the URL lists
-    /// every host with `target_session_attrs=read-write` (docs/ha.md).
     async fn post(
         &self,
         account: AccountId,
         transaction: &Transaction,
         key: Option<&IdempotencyKey>,
     ) -> Result<Balance, LedgerError> {
-        match self.post_once(account, transaction, key).await {
-            Err(Failed::NotApplied(error)) => {
-                tracing::warn!(
-                    error = %ErrorChain(&error),
-                    "posting not applied (no writable primary on that connection); trying once more on a fresh connection"
-                );
-                Ok(self.post_once(account, transaction, key).await?)
-            }
-            other => Ok(other?),
-        }
+        let posting = Posting::new(account, transaction, key);
+        self.batcher.post(posting).await
     }
 
     async fn purge_idempotency_keys(&self, older_than: Duration) -> Result<u64, LedgerError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         Ok(client
             .execute(PURGE_KEYS_SQL, &[&older_than.as_secs_f64()])
             .await?)
     }
 
     async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
-        let client = self.lease().await?;
+        let client = self.db.lease().await?;
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.round_trip_timeout, async {
+        let outcome = tokio::time::timeout(self.db.round_trip_timeout, async {
             let statement = client.prepare_cached(STATEMENT_SQL).await?;
             client.query(&statement, &[&account.get()]).await
         })
         .await;
-        self.metrics.round_trip("statement", started.elapsed());
-        let rows = self.release(client, outcome)??;
+        self.db.metrics.round_trip("statement", started.elapsed());
+        let rows = self.db.release(client, outcome)??;
         let generated_at = Utc::now();
         let first = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let mut transactions = Vec::with_capacity(rows.len());
@@ -781,20 +744,20 @@ impl Ledger for PostgresLedger {
         before: Option<PostingId>,
         size: PageSize,
     ) -> Result<HistoryPage, LedgerError> {
-        let client = self.lease().await?;
+        let client = self.db.lease().await?;
         let before = before.map_or(i64::MAX, PostingId::get);
         // One row more than the page: tells whether older ones remain.
         let fetch = i64::try_from(size.get() + 1).unwrap_or(i64::MAX);
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.round_trip_timeout, async {
+        let outcome = tokio::time::timeout(self.db.round_trip_timeout, async {
             let statement = client.prepare_cached(HISTORY_SQL).await?;
             client
                 .query(&statement, &[&account.get(), &before, &fetch])
                 .await
         })
         .await;
-        self.metrics.round_trip("history", started.elapsed());
-        let rows = self.release(client, outcome)??;
+        self.db.metrics.round_trip("history", started.elapsed());
+        let rows = self.db.release(client, outcome)??;
         let generated_at = Utc::now();
         let first = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let mut transactions = Vec::with_capacity(rows.len());
@@ -827,12 +790,12 @@ impl Ledger for PostgresLedger {
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {
-        let client = self.lease().await?;
+        let client = self.db.lease().await?;
         let started = Instant::now();
         let outcome =
-            tokio::time::timeout(self.round_trip_timeout, client.simple_query("SELECT 1")).await;
-        self.metrics.round_trip("ping", started.elapsed());
-        self.release(client, outcome)??;
+            tokio::time::timeout(self.db.round_trip_timeout, client.simple_query("SELECT 1")).await;
+        self.db.metrics.round_trip("ping", started.elapsed());
+        self.db.release(client, outcome)??;
         Ok(())
     }
 
@@ -845,15 +808,16 @@ impl Ledger for PostgresLedger {
     /// multi-host URL sends to the current primary, docs/ha.md).
     async fn health(&self) -> Result<(), Unhealthy> {
         let unanswered = |e: LedgerError| Unhealthy::new("the database does not answer", e);
-        let client = self.lease().await.map_err(|e| unanswered(e.into()))?;
+        let client = self.db.lease().await.map_err(|e| unanswered(e.into()))?;
         let started = Instant::now();
         let outcome = tokio::time::timeout(
-            self.round_trip_timeout,
+            self.db.round_trip_timeout,
             client.simple_query("SHOW transaction_read_only"),
         )
         .await;
-        self.metrics.round_trip("health", started.elapsed());
+        self.db.metrics.round_trip("health", started.elapsed());
         let messages = self
+            .db
             .release(client, outcome)
             .map_err(unanswered)?
             .map_err(|e| unanswered(e.into()))?;
@@ -861,12 +825,12 @@ impl Ledger for PostgresLedger {
             matches!(message, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("on"))
         });
         if read_only {
-            self.stale.mark();
+            self.db.stale.mark();
             return Err(Unhealthy::new(
                 "the database takes no writes",
                 LedgerError::unavailable_because(format!(
                     "{} is read-only (transaction_read_only is on: a standby or a fenced former primary)",
-                    self.target
+                    self.db.target
                 )),
             ));
         }
@@ -874,7 +838,7 @@ impl Ledger for PostgresLedger {
     }
 
     async fn postings(&self) -> Result<Vec<PostingRow>, LedgerError> {
-        let client = self.client().await?;
+        let client = self.db.client().await?;
         let rows = client
             .query(
                 "SELECT account_id, kind, amount, description FROM transactions ORDER BY id",
@@ -895,7 +859,7 @@ impl Ledger for PostgresLedger {
     }
 
     async fn audit(&self) -> Result<AuditReport, LedgerError> {
-        let mut client = self.client().await?;
+        let mut client = self.db.client().await?;
         // Both queries read one snapshot.
         let tx = client
             .build_transaction()

@@ -2,32 +2,42 @@
 //!
 //! * Durable: WAL journal with `synchronous=FULL`, so an acknowledged
 //!   posting survives a crash of the process or the machine.
-//! * A posting is one `BEGIN IMMEDIATE` transaction: the write lock is taken
-//!   before the balance is read, so concurrent postings — from this process
-//!   or another one sharing the file — are serialised and never overdraw.
+//! * Postings go through the instance's posting queue ([`super::batch`],
+//!   one queue per instance: the file has one writer anyway). A batch is one
+//!   `BEGIN IMMEDIATE` transaction: the write lock is taken before any
+//!   balance is read, so concurrent batches — from this process or another
+//!   one sharing the file — are serialised and never overdraw; each posting
+//!   is judged on the balance left by the ones before it.
+//! * Before each batch the path is checked to still name the file opened at
+//!   start ([`FileIdentity`]); when it does not, the whole batch is refused
+//!   (503) instead of being written into a deleted or replaced file.
+//! * Waits are bounded by the acquire timeout (`--acquire-timeout-ms`): for
+//!   a pooled connection, for a turn in the queue, and for another
+//!   process's write lock (SQLite's busy timeout is set, per batch, to what
+//!   is left of the earliest member's deadline).
 //! * A statement is one read transaction (one WAL snapshot).
 //! * rusqlite is blocking: every call runs on deadpool-sqlite's blocking
 //!   threads (`interact`), never on the async workers.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deadpool_sqlite::rusqlite::{self, OptionalExtension, TransactionBehavior};
 use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime};
 
+use super::batch::{ApplyBatch, Batcher, Posting, PostingResult, Scope};
 use super::idempotency::{NextAction, RecordedKey, RecordedOutcome};
 use super::migrations::{self, Migration};
-use super::{AccountAudit, AuditReport, Ledger, LedgerError, PostingRow, Unhealthy};
+use super::{AccountAudit, AuditReport, Ledger, LedgerError, LedgerOptions, PostingRow, Unhealthy};
 use crate::domain::{
     self, AccountId, Balance, HistoryPage, IdempotencyKey, Kind, PageSize, PostedTransaction,
     PostingError, PostingId, Statement, Transaction,
 };
 use crate::metrics::{PoolStatus, StorageMetrics};
-
-/// How long a writer waits for another writer's lock before giving up with
-/// [`LedgerError::Unavailable`].
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Applied to every new connection.
 const PRAGMAS: &str = "\
@@ -35,27 +45,37 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = ON;";
 
-/// Connections in the pool: one writer at a time anyway, a few readers.
-const POOL_SIZE: usize = 4;
-
 /// A [`Ledger`] in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteLedger {
     /// The database file, for error messages.
-    path: std::sync::Arc<str>,
+    path: Arc<str>,
     /// The file opened at start, to notice when the path no longer names it.
-    file: std::sync::Arc<FileIdentity>,
+    file: Arc<FileIdentity>,
     pool: Pool,
-    /// Postings of this process take turns here rather than in SQLite's
-    /// busy handler, which sleeps with growing back-off while it waits for
-    /// the file's write lock (hundreds of milliseconds under load).
-    /// Other processes sharing the file are still serialised by
-    /// `BEGIN IMMEDIATE` and the busy timeout.
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// When the last health probe committed; a probe within
     /// [`HEALTH_PROBE_REUSE`] of it is not repeated.
-    last_healthy: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    last_healthy: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Round trips and replays, for `/metrics`.
+    metrics: StorageMetrics,
+    /// Postings of this process take turns in this queue (one batch at a
+    /// time) rather than in SQLite's busy handler, which sleeps with growing
+    /// back-off while it waits for the file's write lock (hundreds of
+    /// milliseconds under load). Other processes sharing the file are still
+    /// serialised by `BEGIN IMMEDIATE` and the busy timeout.
+    batcher: Batcher<SqliteBatches>,
+}
+
+/// Applies batches of postings in one `BEGIN IMMEDIATE` transaction each,
+/// after checking that the path still names the file opened at start.
+#[derive(Clone)]
+pub struct SqliteBatches {
+    path: Arc<str>,
+    file: Arc<FileIdentity>,
+    pool: Pool,
+    /// The busy timeout a connection gets back after a batch (which sets
+    /// its own): the acquire timeout.
+    busy_timeout: Duration,
     metrics: StorageMetrics,
 }
 
@@ -65,25 +85,29 @@ const HEALTH_PROBE_REUSE: Duration = Duration::from_secs(1);
 
 impl SqliteLedger {
     /// Opens (creating if needed, with its parent directory) the database
-    /// file at `path` and applies pending migrations; see
-    /// [`SqliteLedger::open_with`].
+    /// file at `path` and applies pending migrations, with the default
+    /// [`LedgerOptions`]; see [`SqliteLedger::open_with`].
     pub async fn open(path: &Path) -> Result<Self, LedgerError> {
-        Self::open_with(path, true).await
+        Self::open_with(path, &LedgerOptions::default()).await
     }
 
-    /// Opens the database file at `path` and applies pending migrations.
+    /// Opens the database file at `path` and applies pending migrations,
+    /// with `options`: `pool_size` connections, waits bounded by
+    /// `acquire_timeout`, the batch limits (`query_timeout` does not apply:
+    /// statements run in this process).
+    ///
     /// A missing file is created with its parent directory, and the event
-    /// logged as a warning, when `create_if_missing`; otherwise it is an
-    /// error. Once open, connections never create the file again (URI
+    /// logged as a warning, when `options.create_if_missing`; otherwise it
+    /// is an error. Once open, connections never create the file again (URI
     /// `mode=rw`): a file deleted while the server runs is noticed (see
     /// [`FileIdentity`]), not silently replaced by an empty one.
     ///
     /// Errors: [`LedgerError::Unavailable`] when the file is missing and may
     /// not be created, the directory or file cannot be created or opened,
     /// or a migration fails.
-    pub async fn open_with(path: &Path, create_if_missing: bool) -> Result<Self, LedgerError> {
+    pub async fn open_with(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
         if !path.exists() {
-            if !create_if_missing {
+            if !options.create_if_missing {
                 return Err(LedgerError::unavailable_because(format!(
                     "no SQLite database at {}, and creating one is not allowed \
                      (--require-existing-ledger)",
@@ -114,7 +138,7 @@ impl SqliteLedger {
                     e,
                 )
             })?;
-        let ledger = Self::open_file(path)?;
+        let ledger = Self::open_file(path, options)?;
         ledger
             .run(|conn| apply_migrations(conn, migrations::SQLITE))
             .await?;
@@ -122,32 +146,39 @@ impl SqliteLedger {
     }
 
     /// Opens an existing database file without creating or migrating
-    /// anything (for read-only tools such as `crebito audit`).
+    /// anything (for read-only tools such as `crebito audit`), with
+    /// `options` as in [`SqliteLedger::open_with`].
     ///
     /// Errors: [`LedgerError::Unavailable`] when the file does not exist or
     /// cannot be opened.
-    pub async fn open_existing(path: &Path) -> Result<Self, LedgerError> {
+    pub async fn open_existing(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
         if !path.is_file() {
             return Err(LedgerError::unavailable_because(format!(
                 "no SQLite database at {}",
                 path.display()
             )));
         }
-        let ledger = Self::open_file(path)?;
+        let ledger = Self::open_file(path, options)?;
         ledger.ping().await?;
         Ok(ledger)
     }
 
-    fn open_file(path: &Path) -> Result<Self, LedgerError> {
-        let file = FileIdentity::of(path)?;
+    fn open_file(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
+        let file = Arc::new(FileIdentity::of(path)?);
+        let busy_timeout = options.acquire_timeout;
         let pool = Config::new(open_existing_uri(path))
             .builder(Runtime::Tokio1)
             .map_err(|e| LedgerError::unavailable("cannot build the SQLite pool", e))?
-            .max_size(POOL_SIZE)
-            .post_create(Hook::async_fn(|conn, _| {
+            .max_size(options.pool_size.max(1))
+            .wait_timeout(Some(options.acquire_timeout))
+            .create_timeout(Some(options.acquire_timeout))
+            .recycle_timeout(Some(options.acquire_timeout))
+            .post_create(Hook::async_fn(move |conn, _| {
                 Box::pin(async move {
-                    conn.interact(|conn| {
-                        conn.busy_timeout(BUSY_TIMEOUT)?;
+                    conn.interact(move |conn| {
+                        // Readers rarely wait (WAL), but never unbounded;
+                        // a batch sets its own while it runs.
+                        conn.busy_timeout(busy_timeout)?;
                         conn.execute_batch(PRAGMAS)
                     })
                     .await
@@ -157,13 +188,22 @@ impl SqliteLedger {
             }))
             .build()
             .map_err(|e| LedgerError::unavailable("cannot build the SQLite pool", e))?;
+        let path: Arc<str> = path.display().to_string().into();
+        let metrics = StorageMetrics::default();
+        let batches = SqliteBatches {
+            path: path.clone(),
+            file: file.clone(),
+            pool: pool.clone(),
+            busy_timeout,
+            metrics: metrics.clone(),
+        };
         Ok(SqliteLedger {
-            path: path.display().to_string().into(),
-            file: std::sync::Arc::new(file),
+            path,
+            file,
             pool,
-            writer: Default::default(),
             last_healthy: Default::default(),
-            metrics: StorageMetrics::default(),
+            batcher: Batcher::new(batches, Scope::Instance, options.batch()),
+            metrics,
         })
     }
 
@@ -172,7 +212,6 @@ impl SqliteLedger {
     /// transaction: the ledger is as freshly created. Errors:
     /// [`LedgerError::Unavailable`].
     pub async fn reset(&self) -> Result<(), LedgerError> {
-        let _turn = self.writer.lock().await;
         self.run(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(
@@ -185,6 +224,17 @@ impl SqliteLedger {
             Ok(tx.commit()?)
         })
         .await
+    }
+
+    /// Applied batches of postings by size ([`super::batch::SIZE_BUCKETS`]).
+    pub fn batch_sizes(&self) -> [u64; super::batch::SIZE_BUCKETS] {
+        self.batcher.batch_sizes()
+    }
+
+    /// The storage behind the posting queue: applies a given batch directly
+    /// (tests compare it with postings applied one by one).
+    pub fn batches(&self) -> &SqliteBatches {
+        self.batcher.storage()
     }
 
     /// Runs `f` with a pooled connection on a blocking thread.
@@ -399,93 +449,170 @@ fn micros_to_time(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
-fn post_blocking(
-    conn: &mut rusqlite::Connection,
-    account: i32,
-    transaction: &Transaction,
-    key: Option<&IdempotencyKey>,
-    metrics: &StorageMetrics,
-) -> Result<Balance, LedgerError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (balance, limit): (i64, i64) = tx
-        .prepare_cached("SELECT balance, credit_limit FROM accounts WHERE id = ?1")
-        .and_then(|mut s| {
-            s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })?
-        .ok_or(LedgerError::AccountNotFound)?;
-    if let Some(key) = key {
-        // The write lock is held: no other request can record this key now.
-        let recorded = tx
-            .prepare_cached(
-                "SELECT fingerprint, outcome, balance FROM idempotency_keys
-                 WHERE account_id = ?1 AND key = ?2",
-            )
-            .and_then(|mut s| {
-                s.query_row((account, key.as_str()), |r| {
-                    Ok(RecordedKey {
-                        fingerprint: r.get(0)?,
-                        outcome: r.get(1)?,
-                        balance: r.get(2)?,
-                        limit,
-                    })
-                })
-                .optional()
-            })?;
-        if let NextAction::Replay(answer) = NextAction::for_key(recorded, transaction) {
-            metrics.replay();
-            return answer;
+impl ApplyBatch for SqliteBatches {
+    /// See [`ApplyBatch::apply_batch`]. Refuses the whole batch, applying
+    /// nothing, when the path no longer names the file opened at start
+    /// ([`FileIdentity::check`]). One batch is one round trip of `post` in
+    /// `crebito_db_round_trip_duration_seconds`.
+    async fn apply_batch(
+        &self,
+        postings: &[Posting],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<PostingResult>, LedgerError> {
+        // Checked before every batch: one batch of this process is in
+        // flight at a time, so nothing is written after a failed check.
+        if let Err(unhealthy) = self.file.check() {
+            return Err(unhealthy.cause.unwrap_or_else(|| {
+                LedgerError::unavailable_because("the database file is not the one opened")
+            }));
         }
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let timeouts = deadpool_sqlite::Timeouts {
+            wait: Some(wait),
+            create: Some(wait),
+            recycle: Some(wait),
+        };
+        let conn = self.pool.timeout_get(&timeouts).await.map_err(|e| {
+            let context = format!("cannot open the SQLite database {}", self.path);
+            LedgerError::unavailable(context, e)
+        })?;
+        let postings = postings.to_vec();
+        let restore = self.busy_timeout;
+        let started = Instant::now();
+        let outcome = conn
+            .interact(move |conn| {
+                // What is left of the earliest member's wait, at least 1 ms.
+                let busy = deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .max(Duration::from_millis(1));
+                conn.busy_timeout(busy)?;
+                let outcome = post_batch_blocking(conn, &postings);
+                // Setting a busy timeout does not fail on an open
+                // connection; and a committed batch must keep its answers.
+                let _ = conn.busy_timeout(restore);
+                outcome
+            })
+            .await;
+        self.metrics.round_trip("post", started.elapsed());
+        let (results, replays) = outcome??;
+        self.metrics.replays(replays);
+        Ok(results)
     }
-    let applied = domain::apply(balance, limit, transaction.delta());
-    if let (Some(key), Err(PostingError::LimitExceeded)) = (key, applied) {
-        // Remember the refusal, so a retry gets the same answer.
-        remember_key(
-            &tx,
-            account,
-            key,
-            transaction,
-            RecordedOutcome::LimitExceeded,
-            None,
-            limit,
-        )?;
-        tx.commit()?;
-        return Err(PostingError::LimitExceeded.into());
-    }
-    let new_balance = applied?;
-    tx.prepare_cached("UPDATE accounts SET balance = ?1 WHERE id = ?2")
-        .and_then(|mut s| s.execute((new_balance, account)))?;
-    tx.prepare_cached(
-        "INSERT INTO transactions (account_id, amount, kind, description, posted_at_us)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )
-    .and_then(|mut s| {
-        s.execute((
-            account,
-            transaction.amount.cents(),
-            transaction.kind,
-            transaction.description.as_str(),
-            Utc::now().timestamp_micros(),
-        ))
-    })?;
-    if let Some(key) = key {
-        remember_key(
-            &tx,
-            account,
-            key,
-            transaction,
-            RecordedOutcome::Posted,
-            Some(new_balance),
-            limit,
-        )?;
-    }
-    tx.commit()?;
-    Ok(Balance {
-        balance: new_balance,
-        limit,
-    })
 }
 
+/// Applies `postings` in order in one `BEGIN IMMEDIATE` transaction (see
+/// [`ApplyBatch::apply_batch`]); `Err` rolls all of it back. Returns the
+/// answers and how many of them were replays of a recorded
+/// `Idempotency-Key` (docs/contract.md §2.6).
+fn post_batch_blocking(
+    conn: &mut rusqlite::Connection,
+    postings: &[Posting],
+) -> Result<(Vec<PostingResult>, u64), LedgerError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Balance and limit of each account touched, as the batch moves them.
+    let mut accounts: HashMap<i32, Option<(i64, i64)>> = HashMap::new();
+    let mut results = Vec::with_capacity(postings.len());
+    let mut replays = 0;
+    let now = Utc::now().timestamp_micros();
+    for posting in postings {
+        let account = posting.account.get();
+        let state = match accounts.entry(account) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(
+                tx.prepare_cached("SELECT balance, credit_limit FROM accounts WHERE id = ?1")
+                    .and_then(|mut s| {
+                        s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })?,
+            ),
+        };
+        let Some((balance, limit)) = state else {
+            results.push(Err(LedgerError::AccountNotFound));
+            continue;
+        };
+        let transaction = &posting.transaction;
+        if let Some(key) = &posting.key {
+            // The write lock is held: no other writer can record this key
+            // now, and a use earlier in this batch is visible here.
+            let recorded = tx
+                .prepare_cached(
+                    "SELECT fingerprint, outcome, balance FROM idempotency_keys
+                     WHERE account_id = ?1 AND key = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row((account, key.as_str()), |r| {
+                        Ok(RecordedKey {
+                            fingerprint: r.get(0)?,
+                            outcome: r.get(1)?,
+                            balance: r.get(2)?,
+                            limit: *limit,
+                        })
+                    })
+                    .optional()
+                })?;
+            if let NextAction::Replay(answer) = NextAction::for_key(recorded, transaction) {
+                replays += 1;
+                results.push(answer);
+                continue;
+            }
+        }
+        let new_balance = match domain::apply(*balance, *limit, transaction.delta()) {
+            Ok(new_balance) => new_balance,
+            Err(refusal) => {
+                if let (Some(key), PostingError::LimitExceeded) = (&posting.key, refusal) {
+                    // Remember the refusal, so a retry gets the same answer.
+                    let outcome = RecordedOutcome::LimitExceeded;
+                    remember_key(&tx, account, key, transaction, outcome, None, *limit, now)?;
+                }
+                results.push(Err(refusal.into()));
+                continue;
+            }
+        };
+        *balance = new_balance;
+        tx.prepare_cached(
+            "INSERT INTO transactions (account_id, amount, kind, description, posted_at_us)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute((
+                account,
+                transaction.amount.cents(),
+                transaction.kind,
+                transaction.description.as_str(),
+                now,
+            ))
+        })?;
+        if let Some(key) = &posting.key {
+            let outcome = RecordedOutcome::Posted;
+            remember_key(
+                &tx,
+                account,
+                key,
+                transaction,
+                outcome,
+                Some(new_balance),
+                *limit,
+                now,
+            )?;
+        }
+        results.push(Ok(Balance {
+            balance: new_balance,
+            limit: *limit,
+        }));
+    }
+    for (account, state) in &accounts {
+        if let Some((balance, _)) = state {
+            tx.prepare_cached("UPDATE accounts SET balance = ?1 WHERE id = ?2 AND balance <> ?1")
+                .and_then(|mut s| s.execute((balance, account)))?;
+        }
+    }
+    tx.commit()?;
+    Ok((results, replays))
+}
+
+/// Records `key`'s outcome in the batch's transaction; `at_us`: when, in
+/// microseconds since the Unix epoch.
+#[allow(clippy::too_many_arguments)]
 fn remember_key(
     tx: &rusqlite::Transaction<'_>,
     account: i32,
@@ -494,6 +621,7 @@ fn remember_key(
     outcome: RecordedOutcome,
     balance: Option<i64>,
     limit: i64,
+    at_us: i64,
 ) -> Result<(), LedgerError> {
     tx.prepare_cached(
         "INSERT INTO idempotency_keys
@@ -508,7 +636,7 @@ fn remember_key(
             outcome,
             balance,
             limit,
-            Utc::now().timestamp_micros(),
+            at_us,
         ))
     })
     .map(|_| ())?;
@@ -668,20 +796,8 @@ impl Ledger for SqliteLedger {
         transaction: &Transaction,
         key: Option<&IdempotencyKey>,
     ) -> Result<Balance, LedgerError> {
-        let transaction = transaction.clone();
-        let key = key.cloned();
-        let account = account.get();
-        let metrics = self.metrics.clone();
-        let _turn = self.writer.lock().await;
-        if let Err(unhealthy) = self.file.check() {
-            return Err(unhealthy.cause.unwrap_or_else(|| {
-                LedgerError::unavailable_because("the database file is not the one opened")
-            }));
-        }
-        self.run_timed("post", move |conn| {
-            post_blocking(conn, account, &transaction, key.as_ref(), &metrics)
-        })
-        .await
+        let posting = Posting::new(account, transaction, key);
+        self.batcher.post(posting).await
     }
 
     async fn purge_idempotency_keys(&self, older_than: Duration) -> Result<u64, LedgerError> {
