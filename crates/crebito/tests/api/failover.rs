@@ -1,6 +1,6 @@
 //! What an instance does while its PostgreSQL fails over (docs/ha.md), on
 //! real servers of the test's own: a primary with a synchronous streaming
-//! standby that is promoted, a request cancelled mid-statement, and a
+//! standby that is promoted, a round trip cancelled mid-statement, and a
 //! connection lost after the statement was sent.
 
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crebito::domain::{AccountId, Amount, Description, Kind, Transaction};
+use crebito::ledger::batch::{ApplyBatch, Posting};
 use crebito::ledger::postgres::PostgresLedger;
 use crebito::ledger::{Ledger, LedgerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -227,8 +228,12 @@ async fn a_promoted_standby_takes_over_without_a_restart_and_keeps_every_acknowl
     assert!(report.holds(), "{report:?}");
 }
 
+/// A posting's round trip belongs to its batch (a request that gives up
+/// only stops waiting for its batch's answer); when the batch's own round
+/// trip is dropped mid-flight — the instance stopping, say — its
+/// connection must not go back to the pool with the statement in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cancelled_request_does_not_give_its_busy_connection_back_to_the_pool() {
+async fn a_cancelled_round_trip_does_not_give_its_busy_connection_back_to_the_pool() {
     let url = fresh_postgres_database().await;
     let options = LedgerOptions {
         pool_size: 1,
@@ -251,14 +256,15 @@ async fn a_cancelled_request_does_not_give_its_busy_connection_back_to_the_pool(
         kind: Kind::Credit,
         description: Description::new("cancelada").unwrap(),
     };
-    // The caller gives up while the statement waits (as when a client
-    // hangs up): the request's future is dropped mid-round-trip.
+    let batch = [Posting::new(AccountId::new(1).unwrap(), &transaction, None)];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // The round trip is dropped while its statement waits.
     let abandoned = tokio::time::timeout(
         Duration::from_millis(300),
-        ledger.post(AccountId::new(1).unwrap(), &transaction, None),
+        ledger.batches().apply_batch(&batch, deadline),
     )
     .await;
-    assert!(abandoned.is_err(), "the posting should still be waiting");
+    assert!(abandoned.is_err(), "the batch should still be waiting");
     // The pool's only connection still has that statement in flight; had it
     // gone back to the pool, this read would wait behind it.
     let statement = tokio::time::timeout(
@@ -267,7 +273,7 @@ async fn a_cancelled_request_does_not_give_its_busy_connection_back_to_the_pool(
     )
     .await;
     admin.batch_execute("ROLLBACK").await.unwrap();
-    let statement = statement.expect("a read after a cancelled request answers at once");
+    let statement = statement.expect("a read after a cancelled round trip answers at once");
     assert_eq!(statement.unwrap().balance, 0);
 }
 

@@ -558,9 +558,9 @@ pub struct Crebito {
 }
 
 impl Crebito {
-    /// Starts `crebito serve --pool-size 4 EXTRA…` on `database_url` on a
-    /// free loopback port and waits until its `/health` answers 200;
-    /// returns it with its base URL.
+    /// Starts `crebito serve --pool-size 4 EXTRA…` (a `--pool-size` in
+    /// EXTRA replaces the 4) on `database_url` on a free loopback port and
+    /// waits until its `/health` answers 200; returns it with its base URL.
     pub async fn serve(database_url: &str, extra: &[&str]) -> (Crebito, String) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -568,7 +568,11 @@ impl Crebito {
             .unwrap()
             .port();
         let listen = format!("127.0.0.1:{port}");
-        let mut args = vec!["serve", "--listen", &listen, "--pool-size", "4"];
+        let mut args = vec!["serve", "--listen", &listen];
+        // A --pool-size in EXTRA replaces the default (clap takes a flag once).
+        if !extra.contains(&"--pool-size") {
+            args.extend(["--pool-size", "4"]);
+        }
         args.extend_from_slice(extra);
         let process = Crebito::spawn(&args, &[("DATABASE_URL", database_url)]);
         let base = format!("http://{listen}");

@@ -31,6 +31,7 @@ mod concurrency;
 mod conformance;
 mod connection_limits;
 mod failover;
+mod group_commit;
 mod history;
 mod hostile_input;
 mod http_edge;
