@@ -86,13 +86,20 @@ async fn serve(settings: ServeSettings) -> ExitCode {
         settings.idempotency_retention,
     ));
     let app = crebito::http::router_with(
-        ledger,
+        ledger.clone(),
         RouterOptions {
             metrics: settings.metrics,
         },
     );
     let shutdown = crebito::server::shutdown_signal();
-    match crebito::server::serve(bound, app, settings.server, shutdown).await {
+    let served = crebito::server::serve(bound, app, settings.server, shutdown).await;
+    // For the operator and for measurements (docs/benchmark.md).
+    let sizes = ledger.batch_sizes();
+    tracing::info!(
+        "posting batches applied, by size 1 / 2 / 3-4 / 5-8 / 9-16 / 17-32 / 33-64 / 65+: {}",
+        sizes.map(|n| n.to_string()).join(" / ")
+    );
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server failed: {e}");

@@ -256,6 +256,17 @@ impl AnyLedger {
     }
 }
 
+impl AnyLedger {
+    /// Applied batches of postings by size since start
+    /// ([`batch::SIZE_BUCKETS`]).
+    pub fn batch_sizes(&self) -> [u64; batch::SIZE_BUCKETS] {
+        match self {
+            AnyLedger::Postgres(l) => l.batch_sizes(),
+            AnyLedger::Sqlite(l) => l.batch_sizes(),
+        }
+    }
+}
+
 impl Ledger for AnyLedger {
     fn storage_metrics(&self) -> Option<&StorageMetrics> {
         match self {
