@@ -6,9 +6,13 @@
 -- the ones before it: a refused debit refuses only itself. Element i of
 -- every array describes posting i; p_keys[i] / p_fingerprints[i] are NULL
 -- without an Idempotency-Key. Returns one row:
---   outcomes[i]   'posted', 'limit_exceeded', 'overflow' or 'key_reused'
+--   outcomes[i]   'posted', 'limit_exceeded' or 'overflow' for a posting
+--                 judged now; for one whose key is already recorded,
+--                 'replayed_posted' or 'replayed_limit_exceeded' (the same
+--                 request again: the recorded outcome, nothing applied) or
+--                 'key_reused' (another request under that key)
 --   balances[i]   the balance right after posting i (cents), or the one
---                 recorded for a replayed key; NULL unless posted
+--                 recorded for a replayed key; NULL unless (replayed_)posted
 --   credit_limit  the account's limit (cents); NULL (and no outcomes) when
 --                 the account does not exist
 --
@@ -73,7 +77,7 @@ BEGIN
                     IF recorded.fingerprint <> p_fingerprints[i] THEN
                         outcomes := outcomes || 'key_reused'::text;
                     ELSE
-                        outcomes := outcomes || recorded.outcome;
+                        outcomes := outcomes || ('replayed_' || recorded.outcome);
                         posted := recorded.balance;
                     END IF;
                     balances := balances || posted;

@@ -676,11 +676,18 @@ impl PostgresBatches {
             ))
             .into());
         }
-        Ok(outcomes
+        let mut replays = 0;
+        let results = outcomes
             .into_iter()
             .zip(balances)
-            .map(|(outcome, balance)| batch_outcome(outcome, balance, limit))
-            .collect())
+            .map(|(outcome, balance)| {
+                let (result, replayed) = batch_outcome(outcome, balance, limit);
+                replays += u64::from(replayed);
+                result
+            })
+            .collect();
+        self.db.metrics.replays(replays);
+        Ok(results)
     }
 }
 
@@ -752,17 +759,24 @@ impl PostgresBatches {
 }
 
 /// One posting's outcome code from `post_batch`, with its balance and the
-/// account's limit (cents).
-fn batch_outcome(outcome: &str, balance: Option<i64>, limit: i64) -> PostingResult {
-    match (outcome, balance) {
+/// account's limit (cents): the posting's answer, and whether it was
+/// answered from its recorded `Idempotency-Key` (a replay, counted in
+/// `crebito_idempotent_replays_total`; docs/contract.md §2.6).
+fn batch_outcome(outcome: &str, balance: Option<i64>, limit: i64) -> (PostingResult, bool) {
+    let (outcome, replayed) = match outcome.strip_prefix("replayed_") {
+        Some(recorded) => (recorded, true),
+        None => (outcome, outcome == "key_reused"),
+    };
+    let result = match (outcome, balance) {
         ("posted", Some(balance)) => Ok(Balance { balance, limit }),
         ("limit_exceeded", _) => Err(PostingError::LimitExceeded.into()),
-        ("overflow", _) => Err(PostingError::Overflow.into()),
+        ("overflow", _) if !replayed => Err(PostingError::Overflow.into()),
         ("key_reused", _) => Err(PostingError::IdempotencyKeyReused.into()),
         (other, balance) => Err(LedgerError::unavailable_because(format!(
-            "post_batch answered {other:?} with balance {balance:?}"
+            "post_batch answered {other:?} (replayed: {replayed}) with balance {balance:?}"
         ))),
-    }
+    };
+    (result, replayed)
 }
 
 impl Ledger for PostgresLedger {

@@ -240,8 +240,16 @@ fn mixed_batch(account: i32) -> Vec<Posting> {
     ]
 }
 
+/// `crebito_idempotent_replays_total` as `ledger` would serve it.
+fn replays(ledger: &AnyLedger) -> f64 {
+    let metrics = crebito::metrics::Metrics::new("test", ledger.storage_metrics(), || None);
+    let text = metrics.render();
+    crate::observability::sample(&text, "crebito_idempotent_replays_total").expect(&text)
+}
+
 async fn mixed_batch_case<A: ApplyBatch>(storage: &A, ledger: &AnyLedger, batch: Vec<Posting>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let replayed_before = replays(ledger);
     let results = storage.apply_batch(&batch, deadline).await.unwrap();
     let answers: Vec<Expected> = results.iter().map(expected).collect();
     use Expected::*;
@@ -263,6 +271,9 @@ async fn mixed_batch_case<A: ApplyBatch>(storage: &A, ledger: &AnyLedger, batch:
     let mut model = Model::default();
     let modelled: Vec<Expected> = batch.iter().map(|p| model.apply(p)).collect();
     assert_eq!(answers, modelled);
+    // Answered from a recorded key, each counted once as a replay: "c1"
+    // and "d3" again, and "other" under "c1"'s key.
+    assert_eq!(replays(ledger) - replayed_before, 3.0);
     let report = ledger.audit().await.unwrap();
     assert!(report.holds(), "{report:?}");
     let account = report.accounts.iter().find(|a| a.account == 1).unwrap();

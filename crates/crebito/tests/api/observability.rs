@@ -187,7 +187,7 @@ async fn a_missing_or_unusable_request_id_is_generated_and_returned() {
 }
 
 /// The value of the sample whose name and labels are exactly `series`.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map(|value| value.parse().expect("a number"))
