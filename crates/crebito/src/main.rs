@@ -93,10 +93,11 @@ async fn serve(settings: ServeSettings) -> ExitCode {
     );
     let shutdown = crebito::server::shutdown_signal();
     let served = crebito::server::serve(bound, app, settings.server, shutdown).await;
-    // For the operator and for measurements (docs/benchmark.md).
+    // For the operator and for measurements (docs/benchmark.md), with
+    // metrics off too (crebito_posting_batch_size has the same buckets).
     let sizes = ledger.batch_sizes();
     tracing::info!(
-        "posting batches applied, by size 1 / 2 / 3-4 / 5-8 / 9-16 / 17-32 / 33-64 / 65+: {}",
+        "posting batches sent, by size 1 / 2 / 3-4 / 5-8 / 9-16 / 17-32 / 33-64 / 65+: {}",
         sizes.map(|n| n.to_string()).join(" / ")
     );
     match served {

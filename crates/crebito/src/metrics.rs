@@ -6,7 +6,8 @@
 //!   ones (build info, open connections, the ledger's pool); the router
 //!   records into it, one label lookup per family per request.
 //! * [`StorageMetrics`] is what a ledger records itself (database round
-//!   trips, idempotent replays); the ledger owns it, [`Metrics`] exposes it.
+//!   trips, idempotent replays, the sizes of its batches of postings); the
+//!   ledger owns it, [`Metrics`] exposes it.
 //!
 //! Histograms use fixed buckets from 100 µs to 10 s: a request served from
 //! a warm pool takes a few hundred microseconds, and the acquire and query
@@ -31,6 +32,11 @@ pub const DURATION_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
+
+/// Upper bounds of `crebito_posting_batch_size`'s buckets, in postings:
+/// powers of two up to the default `--batch-max-postings` (64); larger
+/// batches fall in `+Inf`.
+pub const BATCH_SIZE_BUCKETS: [f64; 7] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 
 /// `Content-Type` of `GET /metrics`: the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -75,14 +81,16 @@ struct OperationLabels {
     operation: &'static str,
 }
 
-/// What a ledger records about its own storage: the database round trips
-/// and the idempotent replays. Cheap to clone (shared handles); a disabled
+/// What a ledger records about its own storage: the database round trips,
+/// the idempotent replays and the sizes of the batches of postings its
+/// queues send (group commit). Cheap to clone (shared handles); a disabled
 /// one (`--metrics off`) records nothing.
 #[derive(Debug, Clone)]
 pub struct StorageMetrics {
     enabled: Arc<AtomicBool>,
     round_trips: DurationFamily<OperationLabels>,
     replays: Counter,
+    batch_sizes: Histogram,
 }
 
 impl Default for StorageMetrics {
@@ -91,6 +99,7 @@ impl Default for StorageMetrics {
             enabled: Arc::new(AtomicBool::new(true)),
             round_trips: Family::new_with_constructor(duration_histogram),
             replays: Counter::default(),
+            batch_sizes: Histogram::new(BATCH_SIZE_BUCKETS),
         }
     }
 }
@@ -112,6 +121,14 @@ impl StorageMetrics {
     pub fn replays(&self, count: u64) {
         if count > 0 && self.enabled.load(Ordering::Relaxed) {
             self.replays.inc_by(count);
+        }
+    }
+
+    /// Records one batch of `postings` postings sent to the database (one
+    /// round trip, one transaction), whether it was applied or failed.
+    pub fn batch(&self, postings: usize) {
+        if self.enabled.load(Ordering::Relaxed) {
+            self.batch_sizes.observe(postings as f64);
         }
     }
 
@@ -300,6 +317,12 @@ impl Metrics {
                 "Postings answered from a recorded Idempotency-Key, not applied again",
                 storage.replays.clone(),
             );
+            registry.register(
+                "crebito_posting_batch_size",
+                "Batches of postings sent to the database (one round trip, one transaction, one \
+                 commit each), by how many postings they held",
+                storage.batch_sizes.clone(),
+            );
         }
         registry.register(
             "crebito_build",
@@ -397,6 +420,9 @@ mod tests {
         metrics.unavailable("pool_timeout");
         storage.round_trip("post", Duration::from_millis(3));
         storage.replays(1);
+        storage.batch(1);
+        storage.batch(3);
+        storage.batch(100);
         let text = metrics.render();
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             let mut parts = line.split(' ').skip(2);
@@ -404,7 +430,12 @@ mod tests {
             assert!(name.starts_with("crebito_"), "{line}");
             match kind {
                 "counter" => assert!(name.ends_with("_total"), "{line}"),
-                "histogram" => assert!(name.ends_with("_seconds"), "{line}"),
+                // Durations in seconds; the one histogram of counts says
+                // what it counts.
+                "histogram" => assert!(
+                    name.ends_with("_seconds") || name == "crebito_posting_batch_size",
+                    "{line}"
+                ),
                 _ => assert!(!name.ends_with("_total"), "{line}"),
             }
         }
@@ -449,6 +480,22 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(sample(&text, "crebito_idempotent_replays_total"), Some(1.0));
+        // Buckets are cumulative: 1 | 3 | 100.
+        for (le, count) in [("1", 1.0), ("2", 1.0), ("4", 2.0), ("64", 2.0)] {
+            assert_eq!(
+                sample(
+                    &text,
+                    &format!(r#"crebito_posting_batch_size_bucket{{le="{le}"}}"#)
+                ),
+                Some(count),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            sample(&text, r#"crebito_posting_batch_size_bucket{le="+Inf"}"#),
+            Some(3.0)
+        );
+        assert_eq!(sample(&text, "crebito_posting_batch_size_sum"), Some(104.0));
         assert_eq!(
             sample(&text, r#"crebito_db_pool_connections{state="in_use"}"#),
             Some(2.0)
@@ -480,9 +527,11 @@ mod tests {
         storage.disable();
         clone.round_trip("post", Duration::from_millis(1));
         clone.replays(1);
+        clone.batch(2);
         let metrics = Metrics::new("sqlite", Some(&storage), || None);
         let text = metrics.render();
         assert_eq!(sample(&text, "crebito_idempotent_replays_total"), Some(0.0));
+        assert_eq!(sample(&text, "crebito_posting_batch_size_count"), Some(0.0));
         assert!(!text.contains("operation=\"post\""), "{text}");
         assert!(!text.contains("crebito_db_pool_"), "{text}");
     }

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 
 use super::LedgerError;
 use crate::domain::{AccountId, Balance, IdempotencyKey, Transaction};
+use crate::metrics::StorageMetrics;
 
 /// One posting request, as queued: the account, the validated transaction
 /// and its optional idempotency key (docs/contract.md §2.1, §2.6).
@@ -159,8 +160,9 @@ impl Default for BatchOptions {
     }
 }
 
-/// Counts of applied batches by size, for measurements: bucket `i` counts
-/// batches of `2^(i-1)+1 ..= 2^i` postings (1, 2, 3–4, 5–8, … , 65 and more).
+/// Counts of batches sent by size, for the log line at shutdown: bucket
+/// `i` counts batches of `2^(i-1)+1 ..= 2^i` postings (1, 2, 3–4, 5–8, … ,
+/// 65 and more), the buckets of `crebito_posting_batch_size`.
 pub const SIZE_BUCKETS: usize = 8;
 
 /// The queues of one instance in front of an [`ApplyBatch`] storage.
@@ -183,7 +185,10 @@ struct Shared<A> {
     /// A queue exists exactly while its drain task runs.
     queues: Mutex<HashMap<Option<AccountId>, VecDeque<Waiting>>>,
     next_ticket: std::sync::atomic::AtomicU64,
+    /// For the log line at shutdown, whether metrics are on or not.
     sizes: Mutex<[u64; SIZE_BUCKETS]>,
+    /// `crebito_posting_batch_size`.
+    metrics: StorageMetrics,
 }
 
 struct Waiting {
@@ -194,8 +199,9 @@ struct Waiting {
 }
 
 impl<A: ApplyBatch> Batcher<A> {
-    /// Queues in front of `storage`.
-    pub fn new(storage: A, scope: Scope, options: BatchOptions) -> Self {
+    /// Queues in front of `storage`, recording the size of every batch
+    /// sent in `metrics` (`crebito_posting_batch_size`).
+    pub fn new(storage: A, scope: Scope, options: BatchOptions, metrics: StorageMetrics) -> Self {
         let options = BatchOptions {
             max_batch: options.max_batch.max(1),
             max_queue: options.max_queue.max(1),
@@ -209,6 +215,7 @@ impl<A: ApplyBatch> Batcher<A> {
                 queues: Mutex::new(HashMap::new()),
                 next_ticket: Default::default(),
                 sizes: Mutex::new([0; SIZE_BUCKETS]),
+                metrics,
             }),
         }
     }
@@ -218,7 +225,8 @@ impl<A: ApplyBatch> Batcher<A> {
         &self.shared.storage
     }
 
-    /// Applied batches by size (see [`SIZE_BUCKETS`]).
+    /// Batches sent so far, by size (see [`SIZE_BUCKETS`]), applied or
+    /// failed.
     pub fn batch_sizes(&self) -> [u64; SIZE_BUCKETS] {
         *lock(&self.shared.sizes)
     }
@@ -373,6 +381,7 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
             batch.into_iter().map(|w| (w.posting, w.answer)).unzip();
         let outcome = shared.storage.apply_batch(&postings, deadline).await;
         lock(&shared.sizes)[size_bucket(postings.len())] += 1;
+        shared.metrics.batch(postings.len());
         tracing::trace!(size = postings.len(), ok = outcome.is_ok(), "batch applied");
         let results = match outcome {
             Ok(results) if results.len() == answers.len() => results,
@@ -490,7 +499,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lone_posting_goes_at_once_and_arrivals_form_the_next_batch() {
         let storage = recorder(10);
-        let batcher = Batcher::new(storage.clone(), Scope::Instance, BatchOptions::default());
+        let metrics = StorageMetrics::default();
+        let batcher = Batcher::new(
+            storage.clone(),
+            Scope::Instance,
+            BatchOptions::default(),
+            metrics.clone(),
+        );
         let first = tokio::spawn({
             let b = batcher.clone();
             async move { b.post(posting(1, 1)).await }
@@ -508,6 +523,12 @@ mod tests {
         }
         assert_eq!(*lock(&storage.batches), vec![vec![1], vec![2, 3, 4, 5]]);
         assert_eq!(batcher.batch_sizes()[..3], [1, 0, 1]);
+        // The same sizes in /metrics.
+        let text = crate::metrics::Metrics::new("test", Some(&metrics), || None).render();
+        for (le, count) in [("1", 1), ("2", 1), ("4", 2)] {
+            let line = format!("crebito_posting_batch_size_bucket{{le=\"{le}\"}} {count}");
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -517,7 +538,12 @@ mod tests {
             max_batch: 3,
             ..BatchOptions::default()
         };
-        let batcher = Batcher::new(storage.clone(), Scope::Instance, options);
+        let batcher = Batcher::new(
+            storage.clone(),
+            Scope::Instance,
+            options,
+            StorageMetrics::default(),
+        );
         let tasks: Vec<_> = (1..=8)
             .map(|i| {
                 let b = batcher.clone();
@@ -541,7 +567,12 @@ mod tests {
             max_queue: 2,
             ..BatchOptions::default()
         };
-        let batcher = Batcher::new(storage.clone(), Scope::Instance, options);
+        let batcher = Batcher::new(
+            storage.clone(),
+            Scope::Instance,
+            options,
+            StorageMetrics::default(),
+        );
         let mut tasks = Vec::new();
         for i in 1..=3 {
             let b = batcher.clone();
@@ -561,7 +592,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_batch_answers_every_member_503() {
         let storage = recorder(10);
-        let batcher = Batcher::new(storage.clone(), Scope::Instance, BatchOptions::default());
+        let batcher = Batcher::new(
+            storage.clone(),
+            Scope::Instance,
+            BatchOptions::default(),
+            StorageMetrics::default(),
+        );
         let first = tokio::spawn({
             let b = batcher.clone();
             async move { b.post(posting(1, 1)).await }
@@ -588,7 +624,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn accounts_have_their_own_queues() {
         let storage = recorder(50);
-        let batcher = Batcher::new(storage.clone(), Scope::Account, BatchOptions::default());
+        let batcher = Batcher::new(
+            storage.clone(),
+            Scope::Account,
+            BatchOptions::default(),
+            StorageMetrics::default(),
+        );
         let tasks: Vec<_> = [(1, 1), (1, 2), (2, 3), (1, 4), (2, 5), (3, 6)]
             .into_iter()
             .map(|(account, i)| {
@@ -613,7 +654,12 @@ mod tests {
             max_wait: Duration::from_millis(300),
             ..BatchOptions::default()
         };
-        let batcher = Batcher::new(storage.clone(), Scope::Instance, options);
+        let batcher = Batcher::new(
+            storage.clone(),
+            Scope::Instance,
+            options,
+            StorageMetrics::default(),
+        );
         let first = tokio::spawn({
             let b = batcher.clone();
             async move { b.post(posting(1, 1)).await }

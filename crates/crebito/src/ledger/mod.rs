@@ -257,8 +257,9 @@ impl AnyLedger {
 }
 
 impl AnyLedger {
-    /// Applied batches of postings by size since start
-    /// ([`batch::SIZE_BUCKETS`]).
+    /// Batches of postings sent since start, by size
+    /// ([`batch::SIZE_BUCKETS`]; the same counts as
+    /// `crebito_posting_batch_size`, kept with metrics off too).
     pub fn batch_sizes(&self) -> [u64; batch::SIZE_BUCKETS] {
         match self {
             AnyLedger::Postgres(l) => l.batch_sizes(),

@@ -325,6 +325,7 @@ impl PostgresLedger {
                 PostgresBatches { db: db.clone() },
                 Scope::Account,
                 options.batch(),
+                db.metrics.clone(),
             ),
             db,
         })
@@ -397,7 +398,8 @@ impl PostgresLedger {
         Ok(())
     }
 
-    /// Applied batches of postings by size ([`super::batch::SIZE_BUCKETS`]).
+    /// Batches of postings sent so far, by size
+    /// ([`super::batch::SIZE_BUCKETS`]).
     pub fn batch_sizes(&self) -> [u64; super::batch::SIZE_BUCKETS] {
         self.batcher.batch_sizes()
     }

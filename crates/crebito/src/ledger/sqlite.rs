@@ -202,7 +202,7 @@ impl SqliteLedger {
             file,
             pool,
             last_healthy: Default::default(),
-            batcher: Batcher::new(batches, Scope::Instance, options.batch()),
+            batcher: Batcher::new(batches, Scope::Instance, options.batch(), metrics.clone()),
             metrics,
         })
     }
@@ -226,7 +226,8 @@ impl SqliteLedger {
         .await
     }
 
-    /// Applied batches of postings by size ([`super::batch::SIZE_BUCKETS`]).
+    /// Batches of postings sent so far, by size
+    /// ([`super::batch::SIZE_BUCKETS`]).
     pub fn batch_sizes(&self) -> [u64; super::batch::SIZE_BUCKETS] {
         self.batcher.batch_sizes()
     }

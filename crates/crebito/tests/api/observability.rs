@@ -287,6 +287,9 @@ async fn metrics_count_what_happened(app: TestApp) {
         ),
         Some(1.0)
     );
+    // Every posting that reached the ledger went in exactly one batch.
+    assert_eq!(sample(&text, "crebito_posting_batch_size_sum"), Some(5.0));
+    assert!(sample(&text, "crebito_posting_batch_size_count").unwrap() >= 1.0);
     assert!(sample(&text, "crebito_db_pool_max_connections").unwrap() >= 1.0);
     assert_eq!(sample(&text, "crebito_db_pool_waiting"), Some(0.0));
     assert!(text.contains("crebito_build_info{version="), "{text}");
