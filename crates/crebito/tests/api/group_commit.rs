@@ -674,3 +674,85 @@ async fn a_crash_mid_load_loses_nothing_acknowledged_postgres() {
 async fn a_crash_mid_load_loses_nothing_acknowledged_sqlite() {
     crash_mid_load(support::Backend::Sqlite).await;
 }
+
+// --- upgrading a ledger migrated before group commit ---------------------
+
+/// A PostgreSQL ledger migrated by the release before group commit (every
+/// migration up to 0005, with a posting and its recorded key) upgrades on
+/// the next start: `post_batch` (0006) is added, nothing else is re-applied,
+/// and the recorded key still replays through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_migrated_before_group_commit_upgrades_postgres() {
+    use crebito::ledger::migrations::{POSTGRES, TABLE};
+    let url = support::fresh_postgres_database().await;
+    let admin = admin_session(&url).await;
+    // The migrations table as every release has written it.
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE {TABLE} (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())"
+        ))
+        .await
+        .unwrap();
+    for migration in POSTGRES.iter().filter(|m| m.version <= 5) {
+        admin.batch_execute(migration.sql).await.unwrap();
+        admin
+            .execute(
+                &format!("INSERT INTO {TABLE} (version, name) VALUES ($1, $2)"),
+                &[&migration.version, &migration.name],
+            )
+            .await
+            .unwrap();
+    }
+    let before = posting(1, Kind::Credit, 500, "antes", Some("k"));
+    admin
+        .execute(
+            "WITH moved AS (UPDATE accounts SET balance = 500 WHERE id = 1)
+             INSERT INTO transactions (account_id, amount, kind, description)
+             VALUES (1, 500, 'c', 'antes')",
+            &[],
+        )
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "INSERT INTO idempotency_keys (account_id, key, fingerprint, outcome, balance, credit_limit)
+             VALUES (1, 'k', $1, 'posted', 500, 100000)",
+            &[&before.transaction.fingerprint()],
+        )
+        .await
+        .unwrap();
+
+    let ledger = support::open_ledger(&url).await;
+    let versions: Vec<i32> = admin
+        .query(
+            &format!("SELECT version FROM {TABLE} ORDER BY version"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let expected: Vec<i32> = POSTGRES.iter().map(|m| m.version).collect();
+    assert_eq!(versions, expected);
+    assert!(expected.contains(&6));
+    // The recorded key replays; a new posting is applied after it.
+    let replayed = ledger
+        .post(before.account, &before.transaction, before.key.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(replayed.balance, 500);
+    let after = posting(1, Kind::Debit, 200, "depois", Some("k2"));
+    let posted = ledger
+        .post(after.account, &after.transaction, after.key.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(posted.balance, 300);
+    let report = ledger.audit().await.unwrap();
+    assert!(report.holds(), "{report:?}");
+    let account = report.accounts.iter().find(|a| a.account == 1).unwrap();
+    assert_eq!((account.balance, account.transactions), (300, 2));
+}
