@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::LedgerError;
 use crate::domain::{AccountId, Balance, IdempotencyKey, Transaction};
@@ -379,10 +380,28 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
             .unwrap_or_else(Instant::now);
         let (postings, answers): (Vec<Posting>, Vec<_>) =
             batch.into_iter().map(|w| (w.posting, w.answer)).unzip();
-        let outcome = shared.storage.apply_batch(&postings, deadline).await;
+        // The batch's own span (debug): its postings come from several
+        // requests, each of which has its `ledger` span waiting on it.
+        let span = tracing::debug_span!(
+            "batch",
+            postings = postings.len(),
+            account = key.map(AccountId::get)
+        );
+        let started = Instant::now();
+        let outcome = shared
+            .storage
+            .apply_batch(&postings, deadline)
+            .instrument(span.clone())
+            .await;
         lock(&shared.sizes)[size_bucket(postings.len())] += 1;
         shared.metrics.batch(postings.len());
-        tracing::trace!(size = postings.len(), ok = outcome.is_ok(), "batch applied");
+        span.in_scope(|| {
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                applied = outcome.is_ok(),
+                "batch done"
+            )
+        });
         let results = match outcome {
             Ok(results) if results.len() == answers.len() => results,
             Ok(results) => {

@@ -140,6 +140,15 @@ async fn json_lines_carry_the_fields_and_the_request_id() {
                 && l["span"]["call"] == "statement"),
         "the second request's steps carry its own id"
     );
+    // The posting's batch has its own span, outside any one request's.
+    let batch = lines
+        .iter()
+        .find(|l| l["message"] == "batch done")
+        .expect("the batch's line");
+    assert_eq!(batch["span"]["name"], "batch");
+    assert_eq!(batch["span"]["postings"], 1);
+    assert_eq!(batch["applied"], true);
+    assert!(batch["elapsed_ms"].as_f64().unwrap() >= 0.0, "{batch}");
 }
 
 #[tokio::test]
