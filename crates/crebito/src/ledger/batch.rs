@@ -450,6 +450,7 @@ fn size_bucket(size: usize) -> usize {
 mod tests {
     use super::*;
     use crate::domain::{Amount, Description, Kind};
+    use crate::ledger::{ErrorChain, UnavailableCause};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn posting(account: i32, cents: i64) -> Posting {
@@ -490,7 +491,11 @@ mod tests {
             tokio::time::sleep(self.delay).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             if amounts.contains(&13) {
-                return Err(LedgerError::unavailable_because("boom"));
+                // A cause that `crebito_unavailable_total` names.
+                return Err(LedgerError::unavailable(
+                    "boom",
+                    deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Wait),
+                ));
             }
             Ok(amounts
                 .into_iter()
@@ -601,7 +606,10 @@ mod tests {
         }
         let started = Instant::now();
         let refused = batcher.post(posting(1, 4)).await;
-        assert!(matches!(refused, Err(LedgerError::Unavailable { .. })));
+        assert_eq!(
+            refused.unwrap_err().unavailable_cause(),
+            Some(UnavailableCause::QueueFull)
+        );
         assert_eq!(started.elapsed(), Duration::ZERO);
         for task in tasks {
             task.await.unwrap().unwrap();
@@ -630,11 +638,18 @@ mod tests {
             })
             .collect();
         assert!(first.await.unwrap().is_ok());
+        // Each member is 503 with the batch's own cause and message.
         for member in members {
-            assert!(matches!(
-                member.await.unwrap(),
-                Err(LedgerError::Unavailable { .. })
-            ));
+            let error = member.await.unwrap().unwrap_err();
+            assert_eq!(
+                error.unavailable_cause(),
+                Some(UnavailableCause::PoolTimeout)
+            );
+            assert!(
+                ErrorChain(&error).to_string().contains("boom"),
+                "{}",
+                ErrorChain(&error)
+            );
         }
         // The queue recovers.
         assert!(batcher.post(posting(1, 2)).await.is_ok());
@@ -686,7 +701,10 @@ mod tests {
         tokio::task::yield_now().await;
         let started = Instant::now();
         let second = batcher.post(posting(1, 2)).await;
-        assert!(matches!(second, Err(LedgerError::Unavailable { .. })));
+        assert_eq!(
+            second.unwrap_err().unavailable_cause(),
+            Some(UnavailableCause::QueueTimeout)
+        );
         assert_eq!(started.elapsed(), Duration::from_millis(300));
         // The first batch is bounded by the storage, not by the queue.
         assert!(first.await.unwrap().is_ok());

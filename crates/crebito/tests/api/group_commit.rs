@@ -480,6 +480,29 @@ async fn sqlite_waits_are_bounded_by_the_acquire_timeout() {
         );
     }
     drop(lock);
+    // Each 503 is counted once, as the write lock's (busy: its batch
+    // waited for the lock) or the queue's (it never reached a batch).
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: Vec<(&str, f64)> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("crebito_unavailable_total{cause=\""))
+        .filter_map(|rest| {
+            let (cause, value) = rest.split_once("\"} ")?;
+            Some((cause, value.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(counted.iter().map(|(_, n)| n).sum::<f64>(), 30.0, "{text}");
+    assert!(
+        counted
+            .iter()
+            .all(|(cause, _)| ["busy", "queue_timeout"].contains(cause)),
+        "{counted:?}"
+    );
     let (status, _) = support::post_new_connection(
         &base,
         1,
