@@ -504,6 +504,15 @@ mod tests {
         }
     }
 
+    /// Queues in front of `storage` that record their metrics nowhere.
+    fn queues(
+        storage: &Arc<Recorder>,
+        scope: Scope,
+        options: BatchOptions,
+    ) -> Batcher<Arc<Recorder>> {
+        Batcher::new(storage.clone(), scope, options, StorageMetrics::default())
+    }
+
     fn recorder(delay_ms: u64) -> Arc<Recorder> {
         Arc::new(Recorder {
             delay: Duration::from_millis(delay_ms),
@@ -562,12 +571,7 @@ mod tests {
             max_batch: 3,
             ..BatchOptions::default()
         };
-        let batcher = Batcher::new(
-            storage.clone(),
-            Scope::Instance,
-            options,
-            StorageMetrics::default(),
-        );
+        let batcher = queues(&storage, Scope::Instance, options);
         let tasks: Vec<_> = (1..=8)
             .map(|i| {
                 let b = batcher.clone();
@@ -591,12 +595,7 @@ mod tests {
             max_queue: 2,
             ..BatchOptions::default()
         };
-        let batcher = Batcher::new(
-            storage.clone(),
-            Scope::Instance,
-            options,
-            StorageMetrics::default(),
-        );
+        let batcher = queues(&storage, Scope::Instance, options);
         let mut tasks = Vec::new();
         for i in 1..=3 {
             let b = batcher.clone();
@@ -619,12 +618,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_batch_answers_every_member_503() {
         let storage = recorder(10);
-        let batcher = Batcher::new(
-            storage.clone(),
-            Scope::Instance,
-            BatchOptions::default(),
-            StorageMetrics::default(),
-        );
+        let batcher = queues(&storage, Scope::Instance, BatchOptions::default());
         let first = tokio::spawn({
             let b = batcher.clone();
             async move { b.post(posting(1, 1)).await }
@@ -658,12 +652,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn accounts_have_their_own_queues() {
         let storage = recorder(50);
-        let batcher = Batcher::new(
-            storage.clone(),
-            Scope::Account,
-            BatchOptions::default(),
-            StorageMetrics::default(),
-        );
+        let batcher = queues(&storage, Scope::Account, BatchOptions::default());
         let tasks: Vec<_> = [(1, 1), (1, 2), (2, 3), (1, 4), (2, 5), (3, 6)]
             .into_iter()
             .map(|(account, i)| {
@@ -688,12 +677,7 @@ mod tests {
             max_wait: Duration::from_millis(300),
             ..BatchOptions::default()
         };
-        let batcher = Batcher::new(
-            storage.clone(),
-            Scope::Instance,
-            options,
-            StorageMetrics::default(),
-        );
+        let batcher = queues(&storage, Scope::Instance, options);
         let first = tokio::spawn({
             let b = batcher.clone();
             async move { b.post(posting(1, 1)).await }
