@@ -33,7 +33,8 @@ use deadpool_postgres::{
 };
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 
 use super::batch::{ApplyBatch, Batcher, Posting, PostingResult, Scope};
 use super::migrations::{self, Migration};
@@ -476,6 +477,43 @@ impl Database {
         })
     }
 
+    /// One bounded read: `sql` with `params` on a leased connection, in a
+    /// task of its own, and the rows it returned. A caller that goes away
+    /// mid-round-trip (its client hung up) no longer takes the connection
+    /// with it: the task ends the round trip and hands the connection back
+    /// to the pool, where a cancelled [`Lease`] would close it and the next
+    /// request would open another (a storm of hang-ups would churn
+    /// connections up to the server's `max_connections`). Postings get the
+    /// same from their queue's own task ([`super::batch`]). `label` names
+    /// the round trip in `/metrics`. Errors: [`LedgerError::Unavailable`]
+    /// as [`Self::lease`] and [`Self::release`] give them, or the server's
+    /// error.
+    async fn read(
+        &self,
+        label: &'static str,
+        sql: &'static str,
+        params: Vec<Box<dyn ToSql + Send + Sync>>,
+    ) -> Result<Vec<Row>, LedgerError> {
+        let db = self.clone();
+        tokio::spawn(async move {
+            let client = db.lease().await?;
+            let started = Instant::now();
+            let outcome = tokio::time::timeout(db.round_trip_timeout, async {
+                let statement = client.prepare_cached(sql).await?;
+                let params: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                client.query(&statement, &params).await
+            })
+            .await;
+            db.metrics.round_trip(label, started.elapsed());
+            Ok(db.release(client, outcome)??)
+        })
+        .await
+        .map_err(|e| LedgerError::unavailable("a PostgreSQL round trip's task failed", e))?
+    }
+
     /// [`Self::client`] for one bounded round trip.
     async fn lease(&self) -> Result<Lease, Failed> {
         Ok(Lease(Some(self.client().await?)))
@@ -808,15 +846,10 @@ impl Ledger for PostgresLedger {
     }
 
     async fn statement(&self, account: AccountId) -> Result<Statement, LedgerError> {
-        let client = self.db.lease().await?;
-        let started = Instant::now();
-        let outcome = tokio::time::timeout(self.db.round_trip_timeout, async {
-            let statement = client.prepare_cached(STATEMENT_SQL).await?;
-            client.query(&statement, &[&account.get()]).await
-        })
-        .await;
-        self.db.metrics.round_trip("statement", started.elapsed());
-        let rows = self.db.release(client, outcome)??;
+        let rows = self
+            .db
+            .read("statement", STATEMENT_SQL, vec![Box::new(account.get())])
+            .await?;
         let generated_at = Utc::now();
         let first = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let mut transactions = Vec::with_capacity(rows.len());
@@ -845,20 +878,17 @@ impl Ledger for PostgresLedger {
         before: Option<PostingId>,
         size: PageSize,
     ) -> Result<HistoryPage, LedgerError> {
-        let client = self.db.lease().await?;
         let before = before.map_or(i64::MAX, PostingId::get);
         // One row more than the page: tells whether older ones remain.
         let fetch = i64::try_from(size.get() + 1).unwrap_or(i64::MAX);
-        let started = Instant::now();
-        let outcome = tokio::time::timeout(self.db.round_trip_timeout, async {
-            let statement = client.prepare_cached(HISTORY_SQL).await?;
-            client
-                .query(&statement, &[&account.get(), &before, &fetch])
-                .await
-        })
-        .await;
-        self.db.metrics.round_trip("history", started.elapsed());
-        let rows = self.db.release(client, outcome)??;
+        let rows = self
+            .db
+            .read(
+                "history",
+                HISTORY_SQL,
+                vec![Box::new(account.get()), Box::new(before), Box::new(fetch)],
+            )
+            .await?;
         let generated_at = Utc::now();
         let first = rows.first().ok_or(LedgerError::AccountNotFound)?;
         let mut transactions = Vec::with_capacity(rows.len());

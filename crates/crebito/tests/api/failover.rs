@@ -277,6 +277,63 @@ async fn a_cancelled_round_trip_does_not_give_its_busy_connection_back_to_the_po
     assert_eq!(statement.unwrap().balance, 0);
 }
 
+/// A read whose caller goes away mid-round-trip (its client hung up) is
+/// finished by its own task, and its connection goes back to the pool: it
+/// is neither closed nor replaced, so a storm of hang-ups on statements
+/// does not churn connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abandoned_read_keeps_its_connection_in_the_pool() {
+    let url = fresh_postgres_database().await;
+    let options = LedgerOptions {
+        pool_size: 1,
+        acquire_timeout: Duration::from_secs(5),
+        query_timeout: Duration::from_secs(30),
+        ..LedgerOptions::default()
+    };
+    let ledger = PostgresLedger::connect(&url, &options).await.unwrap();
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let sessions = || async {
+        let rows = admin
+            .query(
+                "SELECT pid FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                 ORDER BY pid",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| row.get::<_, i32>(0))
+            .collect::<Vec<_>>()
+    };
+    let account = AccountId::new(1).unwrap();
+    ledger.statement(account).await.unwrap();
+    let before = sessions().await;
+    assert_eq!(before.len(), 1, "the pool's one connection: {before:?}");
+    // The statement waits behind a lock on the transactions table, and its
+    // caller gives up meanwhile.
+    admin
+        .batch_execute("BEGIN; LOCK TABLE transactions IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(300), ledger.statement(account)).await;
+    assert!(abandoned.is_err(), "the read should still be waiting");
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    let statement = tokio::time::timeout(Duration::from_secs(3), ledger.statement(account))
+        .await
+        .expect("the next read answers at once");
+    assert_eq!(statement.unwrap().balance, 0);
+    assert_eq!(
+        sessions().await,
+        before,
+        "the abandoned read's connection was closed and another opened"
+    );
+}
+
 /// A TCP proxy to a PostgreSQL unix socket that, when told, forwards the
 /// client's next message to the server, lets the server answer it in full,
 /// and hangs up on the client without passing the answer on: the statement
