@@ -555,6 +555,8 @@ pub fn assert_problem(status: u16, body: &serde_json::Value) {
 pub struct Crebito {
     child: Child,
     log: Arc<Mutex<Vec<u8>>>,
+    /// The thread copying stderr into `log`; it ends at the pipe's end.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Crebito {
@@ -622,13 +624,17 @@ impl Crebito {
         let mut stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(n @ 1..) = std::io::Read::read(&mut stderr, &mut buffer) {
                 sink.lock().unwrap().extend_from_slice(&buffer[..n]);
             }
         });
-        Crebito { child, log }
+        Crebito {
+            child,
+            log,
+            reader: Some(reader),
+        }
     }
 
     /// Everything written to stderr so far, as raw bytes.
@@ -658,11 +664,17 @@ impl Crebito {
         }
     }
 
-    /// Waits for the process to exit; returns its exit code.
+    /// Waits for the process to exit; returns its exit code. Its whole log
+    /// has been collected by then.
     pub fn wait(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for crebito") {
+                // The process is gone, but what it wrote last may still be
+                // in the pipe: read it to the end first.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status.code();
             }
             assert!(
