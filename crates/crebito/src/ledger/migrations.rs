@@ -15,6 +15,18 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// One entry of [`POSTGRES`] or [`SQLITE`], its SQL read from
+/// `crates/crebito/migrations/<file>` at compile time.
+macro_rules! migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../migrations/", $file)),
+        }
+    };
+}
+
 /// Name of the table that records applied migrations (both ledgers).
 pub const TABLE: &str = "schema_migrations";
 
@@ -29,60 +41,20 @@ pub fn seed(list: &[Migration]) -> &'static str {
 
 /// PostgreSQL migrations.
 pub const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "schema",
-        sql: include_str!("../../migrations/postgres/0001_schema.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "seed",
-        sql: include_str!("../../migrations/0002_seed.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "idempotency_keys",
-        sql: include_str!("../../migrations/postgres/0003_idempotency_keys.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "history_index",
-        sql: include_str!("../../migrations/postgres/0005_history_index.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "post_batch",
-        sql: include_str!("../../migrations/postgres/0006_post_batch.sql"),
-    },
+    migration!(1, "schema", "postgres/0001_schema.sql"),
+    migration!(2, "seed", "0002_seed.sql"),
+    migration!(3, "idempotency_keys", "postgres/0003_idempotency_keys.sql"),
+    migration!(5, "history_index", "postgres/0005_history_index.sql"),
+    migration!(6, "post_batch", "postgres/0006_post_batch.sql"),
 ];
 
 /// SQLite migrations.
 pub const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "schema",
-        sql: include_str!("../../migrations/sqlite/0001_schema.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "seed",
-        sql: include_str!("../../migrations/0002_seed.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "idempotency_keys",
-        sql: include_str!("../../migrations/sqlite/0003_idempotency_keys.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "health_probe",
-        sql: include_str!("../../migrations/sqlite/0004_health_probe.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "history_index",
-        sql: include_str!("../../migrations/sqlite/0005_history_index.sql"),
-    },
+    migration!(1, "schema", "sqlite/0001_schema.sql"),
+    migration!(2, "seed", "0002_seed.sql"),
+    migration!(3, "idempotency_keys", "sqlite/0003_idempotency_keys.sql"),
+    migration!(4, "health_probe", "sqlite/0004_health_probe.sql"),
+    migration!(5, "history_index", "sqlite/0005_history_index.sql"),
 ];
 
 #[cfg(test)]
