@@ -242,14 +242,11 @@ fn posting_outcome<T>(result: &Result<T, LedgerError>) -> &'static str {
     responses(
         (status = 200, description = "Posted", body = PostingResponse, headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
         (status = 400, description = "The body is not one well-formed JSON value", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 404, description = "No such account (or an id that cannot name one), or no such path", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        openapi::AccountErrors,
         (status = 413, description = "The body is larger than 1024 bytes", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
         (status = 415, description = "Content-Type missing or not JSON", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
         (status = 422, description = "A field rule is broken (docs/contract.md §2.1), the debit would go below -limite, the balance would overflow, or the Idempotency-Key was used for another request; nothing recorded", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 503, description = "The database cannot answer now; retry (a POST with its Idempotency-Key)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 501, description = "Transfer coding other than chunked", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        openapi::FramingErrors,
         (status = 408, description = "The body did not arrive within the body deadline", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
     )
 )]
@@ -287,12 +284,9 @@ async fn post_transaction<L: Ledger>(
     params(openapi::AccountIdParam, openapi::RequestIdHeader),
     responses(
         (status = 200, description = "The statement", body = StatementResponse, headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 404, description = "No such account (or an id that cannot name one), or no such path", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 503, description = "The database cannot answer now; retry (a POST with its Idempotency-Key)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 400, description = "Malformed request (docs/contract.md §2.4, §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 501, description = "Transfer coding other than chunked", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        openapi::AccountErrors,
+        openapi::Malformed,
+        openapi::FramingErrors,
     )
 )]
 async fn get_statement<L: Ledger>(
@@ -333,11 +327,8 @@ async fn get_statement<L: Ledger>(
     responses(
         (status = 200, description = "One page", body = history::HistoryResponse, headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
         (status = 400, description = "`antes_de` or `tamanho` is not such an integer, out of range, or repeated", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 404, description = "No such account (or an id that cannot name one), or no such path", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 503, description = "The database cannot answer now; retry (a POST with its Idempotency-Key)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 501, description = "Transfer coding other than chunked", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        openapi::AccountErrors,
+        openapi::FramingErrors,
     )
 )]
 async fn get_history<L: Ledger>(
@@ -366,11 +357,9 @@ async fn get_history<L: Ledger>(
     params(openapi::RequestIdHeader),
     responses(
         (status = 200, description = "The database answers", body = openapi::HealthBody, headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 503, description = "The database cannot answer now; retry (a POST with its Idempotency-Key)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 400, description = "Malformed request (docs/contract.md §2.4, §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 501, description = "Transfer coding other than chunked", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        openapi::Unavailable,
+        openapi::Malformed,
+        openapi::FramingErrors,
     )
 )]
 async fn health<L: Ledger>(State(app): State<App<L>>) -> Response {
@@ -414,11 +403,9 @@ async fn health<L: Ledger>(State(app): State<App<L>>) -> Response {
     params(openapi::RequestIdHeader),
     responses(
         (status = 200, description = "The metrics", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String, headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 404, description = "No such account (or an id that cannot name one), or no such path", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 400, description = "Malformed request (docs/contract.md §2.4, §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 501, description = "Transfer coding other than chunked", body = openapi::ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        openapi::NotFound,
+        openapi::Malformed,
+        openapi::FramingErrors,
     )
 )]
 async fn get_metrics<L: Ledger>(State(app): State<App<L>>) -> Response {

@@ -11,7 +11,11 @@
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use std::collections::BTreeMap;
+
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::{response, Content, HeaderBuilder, Ref, RefOr};
+use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
 /// `tipo`: `c` (credit, adds) or `d` (debit, subtracts).
 #[derive(Serialize, ToSchema)]
@@ -118,6 +122,71 @@ pub struct RequestIdHeader {
     x_request_id: String,
 }
 
+/// An error response as the document gives each: a [`ProblemBody`] sent as
+/// `application/problem+json` (docs/contract.md §2.5), with the
+/// `x-request-id` header of every response.
+fn problem_response(description: &str) -> RefOr<response::Response> {
+    let request_id = HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some("The request id (docs/operations.md)"))
+        .build();
+    response::ResponseBuilder::new()
+        .description(description)
+        .header("x-request-id", request_id)
+        .content(
+            "application/problem+json",
+            Content::new(Some(Ref::from_schema_name("ProblemBody"))),
+        )
+        .build()
+        .into()
+}
+
+/// Declares sets of error responses that several routes share: each a
+/// type that a route's `responses(...)` names, listing `status:
+/// description` pairs built by [`problem_response`].
+macro_rules! problem_responses {
+    ($($(#[$doc:meta])* $name:ident { $($status:literal: $description:expr,)+ })+) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<response::Response>> {
+                BTreeMap::from([$(($status.to_string(), problem_response($description))),+])
+            }
+        }
+    )+};
+}
+
+const NOT_FOUND: &str = "No such account (or an id that cannot name one), or no such path";
+const UNAVAILABLE: &str = "The database cannot answer now; retry (a POST with its Idempotency-Key)";
+
+problem_responses! {
+    /// `404` and `503` of a route on an account (docs/contract.md §2.4).
+    AccountErrors {
+        404: NOT_FOUND,
+        503: UNAVAILABLE,
+    }
+    /// `404` of a route that may be switched off.
+    NotFound {
+        404: NOT_FOUND,
+    }
+    /// `503` of a route that asks the database (docs/contract.md §2.4).
+    Unavailable {
+        503: UNAVAILABLE,
+    }
+    /// `400` of a route whose only client error is a malformed request
+    /// (docs/contract.md §2.4, §2.7).
+    Malformed {
+        400: "Malformed request (docs/contract.md §2.4, §2.7)",
+    }
+    /// The framing limits every route shares (docs/contract.md §2.7).
+    FramingErrors {
+        414: "Request line too long (docs/contract.md §2.7)",
+        431: "Request head too large (docs/contract.md §2.7)",
+        501: "Transfer coding other than chunked",
+    }
+}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -167,10 +236,8 @@ pub fn document() -> String {
     responses(
         (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object,
             headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 400, description = "Malformed request (docs/contract.md §2.4, §2.7)", body = ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 414, description = "Request line too long (docs/contract.md §2.7)", body = ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 431, description = "Request head too large (docs/contract.md §2.7)", body = ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
-        (status = 501, description = "Transfer coding other than chunked", body = ProblemBody, content_type = "application/problem+json", headers(("x-request-id" = String, description = "The request id (docs/operations.md)"))),
+        Malformed,
+        FramingErrors,
     )
 )]
 async fn openapi_json() -> Response {
