@@ -7,8 +7,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::{
-    AccountId, Balance, HistoryPage, IdempotencyKey, PageSize, PostingId, Statement, Transaction,
+    AccountId, Balance, HistoryPage, IdempotencyKey, PageSize, PostedTransaction, PostingId,
+    Statement, Transaction,
 };
 use crate::metrics::{PoolStatus, StorageMetrics};
 
@@ -199,6 +202,46 @@ impl Default for LedgerOptions {
             max_queue: batch.max_queue,
         }
     }
+}
+
+/// The bounds of one history read (docs/contract.md §2.8) as both
+/// ledgers bind them: `(before, fetch)`, the ids below `before`
+/// (`i64::MAX` for the newest page) and `fetch` rows, one more than the
+/// page, so that the extra row tells whether older ones remain (see
+/// [`history_page`]).
+pub(crate) fn history_bounds(before: Option<PostingId>, size: PageSize) -> (i64, i64) {
+    let before = before.map_or(i64::MAX, PostingId::get);
+    let fetch = i64::try_from(size.get() + 1).unwrap_or(i64::MAX);
+    (before, fetch)
+}
+
+/// A history page from the rows read with [`history_bounds`], newest
+/// first (balance and limit in cents): the first `size` of them, and
+/// `more` when there was an extra one.
+pub(crate) fn history_page(
+    balance: i64,
+    limit: i64,
+    generated_at: DateTime<Utc>,
+    mut transactions: Vec<(PostingId, PostedTransaction)>,
+    size: PageSize,
+) -> HistoryPage {
+    let more = transactions.len() > size.get();
+    transactions.truncate(size.get());
+    HistoryPage {
+        balance,
+        limit,
+        generated_at,
+        transactions,
+        more,
+    }
+}
+
+/// A stored `transactions.id` as a [`PostingId`]. One that is not
+/// positive means the stored data is broken: [`LedgerError::Unavailable`].
+pub(crate) fn stored_posting_id(id: i64) -> Result<PostingId, LedgerError> {
+    PostingId::new(id).ok_or_else(|| {
+        LedgerError::unavailable_because(format!("stored posting id {id} is not positive"))
+    })
 }
 
 /// Either ledger, chosen at run time from a [`DatabaseUrl`].

@@ -39,8 +39,8 @@ use tokio_postgres::{NoTls, Row};
 use super::batch::{ApplyBatch, Batcher, Posting, PostingResult, Scope};
 use super::migrations::{self, Migration};
 use super::{
-    AccountAudit, AuditReport, ErrorChain, Ledger, LedgerError, LedgerOptions, PostingRow,
-    Unhealthy,
+    history_bounds, history_page, stored_posting_id, AccountAudit, AuditReport, ErrorChain, Ledger,
+    LedgerError, LedgerOptions, PostingRow, Unhealthy,
 };
 use crate::domain::{
     AccountId, Balance, HistoryPage, IdempotencyKey, Kind, PageSize, PostedTransaction,
@@ -878,9 +878,7 @@ impl Ledger for PostgresLedger {
         before: Option<PostingId>,
         size: PageSize,
     ) -> Result<HistoryPage, LedgerError> {
-        let before = before.map_or(i64::MAX, PostingId::get);
-        // One row more than the page: tells whether older ones remain.
-        let fetch = i64::try_from(size.get() + 1).unwrap_or(i64::MAX);
+        let (before, fetch) = history_bounds(before, size);
         let rows = self
             .db
             .read(
@@ -896,11 +894,8 @@ impl Ledger for PostgresLedger {
             let Some(id) = row.get::<_, Option<i64>>(2) else {
                 continue; // the LEFT JOIN row of a page without transactions
             };
-            let id = PostingId::new(id).ok_or_else(|| {
-                LedgerError::unavailable_because(format!("stored posting id {id} is not positive"))
-            })?;
             transactions.push((
-                id,
+                stored_posting_id(id)?,
                 PostedTransaction {
                     amount: row.get(3),
                     kind: row.try_get(4)?,
@@ -909,15 +904,13 @@ impl Ledger for PostgresLedger {
                 },
             ));
         }
-        let more = transactions.len() > size.get();
-        transactions.truncate(size.get());
-        Ok(HistoryPage {
-            balance: first.get(0),
-            limit: first.get(1),
+        Ok(history_page(
+            first.get(0),
+            first.get(1),
             generated_at,
             transactions,
-            more,
-        })
+            size,
+        ))
     }
 
     async fn ping(&self) -> Result<(), LedgerError> {

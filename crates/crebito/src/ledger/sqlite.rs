@@ -32,7 +32,10 @@ use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime};
 use super::batch::{ApplyBatch, Batcher, Posting, PostingResult, Scope};
 use super::idempotency::{NextAction, RecordedKey, RecordedOutcome};
 use super::migrations::{self, Migration};
-use super::{AccountAudit, AuditReport, Ledger, LedgerError, LedgerOptions, PostingRow, Unhealthy};
+use super::{
+    history_bounds, history_page, stored_posting_id, AccountAudit, AuditReport, Ledger,
+    LedgerError, LedgerOptions, PostingRow, Unhealthy,
+};
 use crate::domain::{
     self, AccountId, Balance, HistoryPage, IdempotencyKey, Kind, PageSize, PostedTransaction,
     PostingError, PostingId, Statement, Transaction,
@@ -644,19 +647,28 @@ fn remember_key(
     Ok(())
 }
 
+/// The account's `(balance, limit)` in cents, read in `tx` (the snapshot
+/// of a statement or history page);
+/// [`LedgerError::AccountNotFound`] when there is no such account.
+fn account_balance(
+    tx: &rusqlite::Transaction<'_>,
+    account: i32,
+) -> Result<(i64, i64), LedgerError> {
+    tx.prepare_cached("SELECT balance, credit_limit FROM accounts WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })?
+        .ok_or(LedgerError::AccountNotFound)
+}
+
 fn statement_blocking(
     conn: &mut rusqlite::Connection,
     account: i32,
 ) -> Result<Statement, LedgerError> {
     // A deferred read transaction reads from one WAL snapshot.
     let tx = conn.transaction()?;
-    let (balance, limit): (i64, i64) = tx
-        .prepare_cached("SELECT balance, credit_limit FROM accounts WHERE id = ?1")
-        .and_then(|mut s| {
-            s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })?
-        .ok_or(LedgerError::AccountNotFound)?;
+    let (balance, limit) = account_balance(&tx, account)?;
     let generated_at = Utc::now();
     let mut query = tx.prepare_cached(
         "SELECT amount, kind, description, posted_at_us FROM transactions
@@ -685,26 +697,19 @@ fn statement_blocking(
 fn history_blocking(
     conn: &mut rusqlite::Connection,
     account: i32,
-    before: i64,
-    size: usize,
+    before: Option<PostingId>,
+    size: PageSize,
 ) -> Result<HistoryPage, LedgerError> {
     // A deferred read transaction reads from one WAL snapshot.
     let tx = conn.transaction()?;
-    let (balance, limit): (i64, i64) = tx
-        .prepare_cached("SELECT balance, credit_limit FROM accounts WHERE id = ?1")
-        .and_then(|mut s| {
-            s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })?
-        .ok_or(LedgerError::AccountNotFound)?;
+    let (balance, limit) = account_balance(&tx, account)?;
     let generated_at = Utc::now();
-    // One row more than the page: tells whether older ones remain.
-    let fetch = i64::try_from(size + 1).unwrap_or(i64::MAX);
+    let (before, fetch) = history_bounds(before, size);
     let mut query = tx.prepare_cached(
         "SELECT id, amount, kind, description, posted_at_us FROM transactions
              WHERE account_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
     )?;
-    let mut transactions = query
+    let transactions = query
         .query_map((account, before, fetch), |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -718,23 +723,17 @@ fn history_blocking(
         })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())?
         .into_iter()
-        .map(|(id, row)| {
-            PostingId::new(id).map(|id| (id, row)).ok_or_else(|| {
-                LedgerError::unavailable_because(format!("stored posting id {id} is not positive"))
-            })
-        })
+        .map(|(id, row)| stored_posting_id(id).map(|id| (id, row)))
         .collect::<Result<Vec<_>, _>>()?;
     drop(query);
     tx.finish()?;
-    let more = transactions.len() > size;
-    transactions.truncate(size);
-    Ok(HistoryPage {
+    Ok(history_page(
         balance,
         limit,
         generated_at,
         transactions,
-        more,
-    })
+        size,
+    ))
 }
 
 fn audit_blocking(conn: &mut rusqlite::Connection) -> Result<AuditReport, LedgerError> {
@@ -828,8 +827,6 @@ impl Ledger for SqliteLedger {
         size: PageSize,
     ) -> Result<HistoryPage, LedgerError> {
         let account = account.get();
-        let before = before.map_or(i64::MAX, PostingId::get);
-        let size = size.get();
         self.run_timed("history", move |conn| {
             history_blocking(conn, account, before, size)
         })
