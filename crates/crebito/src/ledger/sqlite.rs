@@ -241,16 +241,22 @@ impl SqliteLedger {
         self.batcher.storage()
     }
 
+    /// A pooled connection; [`LedgerError::Unavailable`] when the pool
+    /// cannot open one.
+    async fn connection(&self) -> Result<deadpool_sqlite::Object, LedgerError> {
+        self.pool.get().await.map_err(|e| {
+            let context = format!("cannot open the SQLite database {}", self.path);
+            LedgerError::unavailable(context, e)
+        })
+    }
+
     /// Runs `f` with a pooled connection on a blocking thread.
     async fn run<T, F>(&self, f: F) -> Result<T, LedgerError>
     where
         T: Send + 'static,
         F: FnOnce(&mut rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
     {
-        let conn = self.pool.get().await.map_err(|e| {
-            let context = format!("cannot open the SQLite database {}", self.path);
-            LedgerError::unavailable(context, e)
-        })?;
+        let conn = self.connection().await?;
         conn.interact(f).await?
     }
 
@@ -261,10 +267,7 @@ impl SqliteLedger {
         T: Send + 'static,
         F: FnOnce(&mut rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
     {
-        let conn = self.pool.get().await.map_err(|e| {
-            let context = format!("cannot open the SQLite database {}", self.path);
-            LedgerError::unavailable(context, e)
-        })?;
+        let conn = self.connection().await?;
         let started = Instant::now();
         let result = conn.interact(f).await;
         self.metrics.round_trip(operation, started.elapsed());
@@ -850,15 +853,10 @@ impl Ledger for SqliteLedger {
         if recent(&self.last_healthy.lock().unwrap_or_else(|e| e.into_inner())) {
             return Ok(());
         }
-        let conn = self.pool.get().await.map_err(|e| {
-            Unhealthy::new(
-                "the database file cannot be opened",
-                LedgerError::unavailable(
-                    format!("cannot open the SQLite database {}", self.path),
-                    e,
-                ),
-            )
-        })?;
+        let conn = self
+            .connection()
+            .await
+            .map_err(|e| Unhealthy::new("the database file cannot be opened", e))?;
         conn.interact(probe_write).await.map_err(|e| {
             Unhealthy::new("the database cannot be written", LedgerError::from(e))
         })??;
