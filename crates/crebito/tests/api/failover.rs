@@ -17,8 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixStream};
 
 use crate::helpers::{
-    fresh_postgres_database, initdb, post_new_connection, run_server_program, serve, server_dir,
-    start_postgres,
+    admin_session, fresh_postgres_database, hold_account_row, initdb, post_new_connection,
+    run_server_program, serve, server_dir, start_postgres,
 };
 
 /// A PostgreSQL server of the test's own (not the shared one: these tests
@@ -228,12 +228,9 @@ async fn a_promoted_standby_takes_over_without_a_restart_and_keeps_every_acknowl
     assert!(report.holds(), "{report:?}");
 }
 
-/// A posting's round trip belongs to its batch (a request that gives up
-/// only stops waiting for its batch's answer); when the batch's own round
-/// trip is dropped mid-flight — the instance stopping, say — its
-/// connection must not go back to the pool with the statement in flight.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cancelled_round_trip_does_not_give_its_busy_connection_back_to_the_pool() {
+/// A ledger on a fresh PostgreSQL database whose pool holds one
+/// connection (5 s to get it, 30 s per statement), and the database's URL.
+async fn one_connection_ledger() -> (PostgresLedger, String) {
     let url = fresh_postgres_database().await;
     let options = LedgerOptions {
         pool_size: 1,
@@ -242,15 +239,19 @@ async fn a_cancelled_round_trip_does_not_give_its_busy_connection_back_to_the_po
         ..LedgerOptions::default()
     };
     let ledger = PostgresLedger::connect(&url, &options).await.unwrap();
+    (ledger, url)
+}
+
+/// A posting's round trip belongs to its batch (a request that gives up
+/// only stops waiting for its batch's answer); when the batch's own round
+/// trip is dropped mid-flight — the instance stopping, say — its
+/// connection must not go back to the pool with the statement in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_round_trip_does_not_give_its_busy_connection_back_to_the_pool() {
+    let (ledger, url) = one_connection_ledger().await;
     // Another session holds account 1's row, so a posting to it waits.
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    admin
-        .batch_execute("BEGIN; SELECT 1 FROM accounts WHERE id = 1 FOR UPDATE")
-        .await
-        .unwrap();
+    let admin = admin_session(&url).await;
+    hold_account_row(&admin, 1).await;
     let transaction = Transaction {
         amount: Amount::new(100).unwrap(),
         kind: Kind::Credit,
@@ -283,18 +284,8 @@ async fn a_cancelled_round_trip_does_not_give_its_busy_connection_back_to_the_po
 /// does not churn connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_abandoned_read_keeps_its_connection_in_the_pool() {
-    let url = fresh_postgres_database().await;
-    let options = LedgerOptions {
-        pool_size: 1,
-        acquire_timeout: Duration::from_secs(5),
-        query_timeout: Duration::from_secs(30),
-        ..LedgerOptions::default()
-    };
-    let ledger = PostgresLedger::connect(&url, &options).await.unwrap();
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let (ledger, url) = one_connection_ledger().await;
+    let admin = admin_session(&url).await;
     let sessions = || async {
         let rows = admin
             .query(

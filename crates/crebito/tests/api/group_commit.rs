@@ -323,10 +323,7 @@ async fn a_failed_batch_applies_none_of_its_postings_postgres() {
     .unwrap();
     // Another session holds account 1's row: the batch's statement times out.
     let blocker = admin_session(&url).await;
-    blocker
-        .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
-        .await
-        .unwrap();
+    support::hold_account_row(&blocker, 1).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let outcome = ledger
         .batches()
@@ -341,10 +338,7 @@ async fn a_failed_batch_applies_none_of_its_postings_postgres() {
     let account = report.accounts.iter().find(|a| a.account == 1).unwrap();
     assert_eq!((account.balance, account.transactions), (0, 0));
     // Through the queue: every member of the failed batch is answered 503.
-    blocker
-        .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
-        .await
-        .unwrap();
+    support::hold_account_row(&blocker, 1).await;
     let ledger = Arc::new(ledger);
     let tasks: Vec<_> = mixed_batch(1)
         .into_iter()
@@ -531,10 +525,7 @@ async fn a_locked_account_does_not_starve_the_others_postgres() {
         .unwrap()
         .get(0);
     let blocker = admin_session(&url).await;
-    blocker
-        .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
-        .await
-        .unwrap();
+    support::hold_account_row(&blocker, 1).await;
     let locked_at = Instant::now();
     let hot: Vec<_> = (0..20)
         .map(|i| {

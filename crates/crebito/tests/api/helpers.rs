@@ -363,6 +363,18 @@ pub async fn admin_session(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// Locks account `account`'s row from `session` (`SELECT … FOR UPDATE` in
+/// a transaction it leaves open): postings to that account wait until the
+/// session ends the transaction (`ROLLBACK` or `COMMIT`).
+pub async fn hold_account_row(session: &tokio_postgres::Client, account: i32) {
+    session
+        .batch_execute(&format!(
+            "BEGIN; SELECT * FROM accounts WHERE id = {account} FOR UPDATE"
+        ))
+        .await
+        .expect("lock the account's row");
+}
+
 /// Opens the ledger at `url` (applying migrations).
 pub async fn open_ledger(url: &str) -> AnyLedger {
     let url: DatabaseUrl = url.parse().expect("database url");

@@ -202,6 +202,16 @@ pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
         .map(|value| value.parse().expect("a number"))
 }
 
+/// The metrics text of the instance at `base`, on a connection of its own.
+async fn scrape_at(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn scrape(app: &TestApp) -> String {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -320,14 +330,7 @@ async fn unavailable_answers_are_counted_by_cause() {
         let response = client.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.status(), 503, "{path}");
     }
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape_at(&base).await;
     assert_eq!(
         sample(&text, r#"crebito_unavailable_total{cause="connect"}"#),
         Some(1.0),
@@ -359,14 +362,8 @@ async fn a_cancelled_statement_is_counted_as_a_query_timeout() {
         .await
         .unwrap();
     let base = helpers::serve(Arc::new(ledger)).await;
-    let (blocker, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    blocker
-        .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
-        .await
-        .unwrap();
+    let blocker = helpers::admin_session(&url).await;
+    helpers::hold_account_row(&blocker, 1).await;
     let (status, _) = helpers::post_new_connection(
         &base,
         1,
@@ -376,12 +373,7 @@ async fn a_cancelled_statement_is_counted_as_a_query_timeout() {
     .await;
     assert_eq!(status, 503);
     blocker.batch_execute("ROLLBACK").await.unwrap();
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape_at(&base).await;
     assert_eq!(
         sample(&text, r#"crebito_unavailable_total{cause="query_timeout"}"#),
         Some(1.0),

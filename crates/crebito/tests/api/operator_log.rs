@@ -68,10 +68,7 @@ async fn a_timed_out_statement_is_named_in_the_log() {
     // Another session holds account 1's row lock: the posting waits, and
     // the server cancels it after 300 ms.
     let blocker = helpers::admin_session(&url).await;
-    blocker
-        .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
-        .await
-        .unwrap();
+    helpers::hold_account_row(&blocker, 1).await;
     let (status, body) = helpers::post_new_connection(
         &base,
         1,

@@ -100,10 +100,7 @@ async fn a_statement_that_runs_too_long_is_cancelled_and_nothing_is_applied() {
     let (app, url) = bounded_app(300).await;
     // Another session holds account 1's row lock, so the posting waits.
     let blocker = helpers::admin_session(&url).await;
-    blocker
-        .batch_execute("BEGIN; SELECT * FROM accounts WHERE id = 1 FOR UPDATE")
-        .await
-        .unwrap();
+    helpers::hold_account_row(&blocker, 1).await;
     let started = std::time::Instant::now();
     let (status, body) = app.post(1, 10, "d", "bloqueada").await;
     let waited = started.elapsed();
