@@ -9,10 +9,23 @@ use std::path::Path;
 use common::{crebito_load, start, Fault};
 use serde_json::Value;
 
+/// Runs `crebito-load ARGS…` and asserts that it exits 0 (showing its
+/// stderr when not).
+async fn succeeds(args: &[&str]) -> std::process::Output {
+    let out = crebito_load(args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A tiny run against a fake with `fault`, its summary written to `json`.
 async fn tiny_run(fault: Fault, json: &Path) -> Value {
     let server = start(fault).await;
-    let out = crebito_load(&[
+    succeeds(&[
         "--base-url",
         &server.url,
         "--scale",
@@ -25,12 +38,6 @@ async fn tiny_run(fault: Fault, json: &Path) -> Value {
         json.to_str().unwrap(),
     ])
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
 }
 
@@ -137,7 +144,7 @@ async fn older_summaries_load_and_bad_ones_exit_2() {
     std::fs::create_dir(&report_dir).unwrap();
     std::fs::write(report_dir.join("summary.json"), old.to_string()).unwrap();
     let page = dir.path().join("page.html");
-    let out = crebito_load(&[
+    let out = succeeds(&[
         "compare",
         a.to_str().unwrap(),
         report_dir.to_str().unwrap(),
@@ -145,12 +152,6 @@ async fn older_summaries_load_and_bad_ones_exit_2() {
         page.to_str().unwrap(),
     ])
     .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("×1.00"), "{stdout}");
     assert!(std::fs::read_to_string(&page).unwrap().contains("<svg"));
