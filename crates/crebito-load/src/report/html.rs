@@ -47,13 +47,24 @@ pub(super) fn legend(items: &[(&str, &str)]) -> String {
     o
 }
 
-/// The legend of the per-group charts: one colour per scenario group.
-fn group_legend() -> String {
-    let items: Vec<(&str, &str)> = Group::ALL
+/// One legend item per scenario group, in its colour.
+fn group_items() -> Vec<(&'static str, &'static str)> {
+    Group::ALL
         .iter()
         .enumerate()
         .map(|(i, g)| (GROUP_COLORS[i], g.label()))
-        .collect();
+        .collect()
+}
+
+/// The legend of the per-group charts: one colour per scenario group.
+fn group_legend() -> String {
+    legend(&group_items())
+}
+
+/// The legend of a chart with a line per scenario group and one for KOs.
+fn groups_and_ko_legend() -> String {
+    let mut items = group_items();
+    items.push((KO_COLOR, "KO"));
     legend(&items)
 }
 
@@ -124,13 +135,7 @@ fn requests_chart(report: &RunReport) -> String {
         let _ = write!(text, "\nKO: {}", ts.ko[s]);
         chart.hover.push((s as f64, s as f64 + 1.0, text));
     }
-    let mut items: Vec<(&str, &str)> = Group::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (GROUP_COLORS[i], g.label()))
-        .collect();
-    items.push((KO_COLOR, "KO"));
-    format!("{}{}", legend(&items), chart.render())
+    format!("{}{}", groups_and_ko_legend(), chart.render())
 }
 
 fn users_chart(report: &RunReport) -> String {
@@ -277,13 +282,7 @@ fn distribution_chart(report: &RunReport) -> String {
             report.summary.pct_under_250ms
         ),
     ));
-    let mut items: Vec<(&str, &str)> = Group::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (GROUP_COLORS[i], g.label()))
-        .collect();
-    items.push((KO_COLOR, "KO"));
-    format!("{}{}", legend(&items), chart.render())
+    format!("{}{}", groups_and_ko_legend(), chart.render())
 }
 
 /// Percentile → position on the "nines" axis: −log10(1 − p/100); 100 % at 5.
