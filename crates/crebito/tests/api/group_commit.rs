@@ -247,6 +247,18 @@ fn replays(ledger: &AnyLedger) -> f64 {
     crate::observability::sample(&text, "crebito_idempotent_replays_total").expect(&text)
 }
 
+/// Applies [`mixed_batch`] for account 1 directly to `storage`, waiting at
+/// most `wait` for storage that is busy elsewhere, and asserts that the
+/// whole batch fails [`LedgerError::Unavailable`].
+async fn assert_mixed_batch_unavailable<A: ApplyBatch>(storage: &A, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    let outcome = storage.apply_batch(&mixed_batch(1), deadline).await;
+    assert!(
+        matches!(outcome, Err(LedgerError::Unavailable { .. })),
+        "{outcome:?}"
+    );
+}
+
 async fn mixed_batch_case<A: ApplyBatch>(storage: &A, ledger: &AnyLedger, batch: Vec<Posting>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let replayed_before = replays(ledger);
@@ -324,15 +336,7 @@ async fn a_failed_batch_applies_none_of_its_postings_postgres() {
     // Another session holds account 1's row: the batch's statement times out.
     let blocker = admin_session(&url).await;
     support::hold_account_row(&blocker, 1).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let outcome = ledger
-        .batches()
-        .apply_batch(&mixed_batch(1), deadline)
-        .await;
-    assert!(
-        matches!(outcome, Err(LedgerError::Unavailable { .. })),
-        "{outcome:?}"
-    );
+    assert_mixed_batch_unavailable(ledger.batches(), Duration::from_secs(10)).await;
     blocker.batch_execute("COMMIT").await.unwrap();
     let report = ledger.audit().await.unwrap();
     let account = report.accounts.iter().find(|a| a.account == 1).unwrap();
@@ -422,15 +426,7 @@ async fn a_failed_batch_applies_none_of_its_postings_sqlite() {
     let path = dir.path().join("l.db");
     let ledger = SqliteLedger::open(&path).await.unwrap();
     let lock = hold_sqlite_write_lock(&path);
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
-    let outcome = ledger
-        .batches()
-        .apply_batch(&mixed_batch(1), deadline)
-        .await;
-    assert!(
-        matches!(outcome, Err(LedgerError::Unavailable { .. })),
-        "{outcome:?}"
-    );
+    assert_mixed_batch_unavailable(ledger.batches(), Duration::from_millis(300)).await;
     drop(lock);
     assert_eq!(ledger.postings().await.unwrap().len(), 0);
     assert!(ledger.audit().await.unwrap().holds());
