@@ -571,17 +571,22 @@ pub struct Crebito {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A free loopback port (bound, then released) for a `crebito serve` to
+/// listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Crebito {
     /// Starts `crebito serve --pool-size 4 EXTRA…` (a `--pool-size` in
     /// EXTRA replaces the 4) on `database_url` on a free loopback port and
     /// waits until its `/health` answers 200; returns it with its base URL.
     pub async fn serve(database_url: &str, extra: &[&str]) -> (Crebito, String) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
+        let listen = format!("127.0.0.1:{}", free_port());
         let mut args = vec!["serve", "--listen", &listen];
         // A --pool-size in EXTRA replaces the default (clap takes a flag once).
         if !extra.contains(&"--pool-size") {

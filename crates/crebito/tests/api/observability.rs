@@ -10,21 +10,12 @@ use crate::helpers::{self, Backend, Crebito, TestApp};
 
 on_every_ledger!(metrics_count_what_happened);
 
-/// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `crebito serve` on a fresh SQLite file with `args` and `env`; returns
 /// the process, its base URL and the directory to keep alive.
 fn start(args: &[&str], env: &[(&str, &str)]) -> (Crebito, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", helpers::free_port());
     let mut all = vec!["serve", "--listen", &listen];
     all.extend_from_slice(args);
     let mut vars = vec![("DATABASE_URL", url.as_str())];

@@ -12,17 +12,9 @@ use std::time::Duration;
 
 use crate::helpers::{self, Crebito};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `crebito serve` on the SQLite file `db`; waits until it is ready.
 fn start(db: &Path, extra: &[&str]) -> (Crebito, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", helpers::free_port());
     let url = format!("sqlite://{}", db.display());
     let mut args = vec!["serve", "--listen", &listen, "--database-url", &url];
     args.extend_from_slice(extra);
@@ -258,7 +250,7 @@ async fn a_second_server_refuses_a_live_unix_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_file_descriptors_is_logged_once_per_interval() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = helpers::free_port();
     let db = format!("sqlite://{}", dir.path().join("l.db").display());
     // A limit of 64 descriptors, soft and hard: the server warns at start
     // (it cannot raise it) and runs out when many clients connect.
