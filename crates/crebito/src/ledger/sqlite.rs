@@ -48,6 +48,27 @@ PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = ON;";
 
+/// Applies [`PRAGMAS`] to a new connection. Switching a new file to WAL
+/// needs it to itself, and while another connection (another instance
+/// starting on the same new file) holds a write lock SQLite answers
+/// `SQLITE_BUSY` at once instead of calling the busy handler; the switch
+/// is tried again every 10 ms for up to `wait`. Errors: SQLite's, busy
+/// included once `wait` has passed.
+fn apply_pragmas(conn: &rusqlite::Connection, wait: Duration) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match conn.execute_batch(PRAGMAS) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A [`Ledger`] in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteLedger {
@@ -182,7 +203,7 @@ impl SqliteLedger {
                         // Readers rarely wait (WAL), but never unbounded;
                         // a batch sets its own while it runs.
                         conn.busy_timeout(busy_timeout)?;
-                        conn.execute_batch(PRAGMAS)
+                        apply_pragmas(conn, busy_timeout)
                     })
                     .await
                     .map_err(|e| HookError::message(e.to_string()))?
@@ -915,6 +936,37 @@ mod tests {
             unhealthy.reason,
             "the database is read-only (file, directory or file system)"
         );
+    }
+
+    /// Two instances starting on a new file race to switch it to WAL:
+    /// the switch needs the file to itself, and SQLite answers "database
+    /// is locked" at once, without waiting, while another connection
+    /// holds a write lock on it. The switch is tried again until the
+    /// acquire timeout instead of failing the start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_file_switched_to_wal_while_another_connection_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("race.db");
+        let writer = rusqlite::Connection::open(&path).unwrap();
+        writer
+            .execute_batch("BEGIN IMMEDIATE; CREATE TABLE other (a)")
+            .unwrap();
+        let options = LedgerOptions {
+            acquire_timeout: Duration::from_secs(10),
+            ..LedgerOptions::default()
+        };
+        let opening = tokio::spawn({
+            let path = path.clone();
+            async move { SqliteLedger::open_with(&path, &options).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        writer.execute_batch("COMMIT").unwrap();
+        let ledger = opening
+            .await
+            .unwrap()
+            .expect("opens once the writer is done");
+        let statement = ledger.statement(AccountId::new(1).unwrap()).await.unwrap();
+        assert_eq!(statement.balance, 0);
     }
 
     #[test]
