@@ -193,6 +193,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let storm = Arc::new(ConnectionStorm::default());
+    let ticking = tokio::spawn(keep_a_timer_armed());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -248,6 +249,7 @@ pub async fn serve(
         });
     }
     drop(bound);
+    ticking.abort();
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
@@ -313,6 +315,30 @@ fn trim_heap() {
 }
 
 /// First pause after a failed `accept`; doubled while failures last.
+/// Period of [`keep_a_timer_armed`]: below every timer a request arms
+/// (the queue wait and the connection wait, 2 s by default; the round trip,
+/// the query timeout plus 1 s).
+const ARMED_TIMER_PERIOD: Duration = Duration::from_millis(250);
+
+/// Keeps one timer armed at most [`ARMED_TIMER_PERIOD`] ahead, for as long
+/// as the server runs.
+///
+/// Tokio wakes its I/O driver (an `eventfd` write, then one more
+/// `epoll_wait`) whenever a timer is armed earlier than the driver's next
+/// planned wake-up, even when that happens on the driver's own thread while
+/// it is running tasks (tokio-rs/tokio#5207). Every posting arms two such
+/// timers (its queue deadline and its round trip's), so without an earlier
+/// timer each request paid three extra system calls; with this one armed,
+/// theirs are never the earliest. Measured with `strace -c` on an instance
+/// under the official load (docs/benchmark.md).
+async fn keep_a_timer_armed() {
+    let mut tick = tokio::time::interval(ARMED_TIMER_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(20);
 /// Longest pause after a failed `accept`.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
