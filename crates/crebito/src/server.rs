@@ -314,7 +314,6 @@ fn trim_heap() {
     }
 }
 
-/// First pause after a failed `accept`; doubled while failures last.
 /// Period of [`keep_a_timer_armed`]: below every timer a request arms
 /// (the queue wait and the connection wait, 2 s by default; the round trip,
 /// the query timeout plus 1 s).
@@ -339,6 +338,7 @@ async fn keep_a_timer_armed() {
     }
 }
 
+/// First pause after a failed `accept`; doubled while failures last.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(20);
 /// Longest pause after a failed `accept`.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
