@@ -208,11 +208,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
             return 0;
         }
         self.pending.extend_from_slice(&rest[..n]);
-        *left -= n as u64;
-        if *left == 0 {
-            self.scan = Scan::Head(Vec::new());
-        }
+        self.body_passed(n);
         n
+    }
+
+    /// Counts `n` bytes of the current body as passed; after its last one
+    /// the next response head begins.
+    fn body_passed(&mut self, n: usize) {
+        if let Scan::Body(left) = &mut self.scan {
+            *left -= n as u64;
+            if *left == 0 {
+                self.scan = Scan::Head(Vec::new());
+            }
+        }
     }
 
     /// Decides what a complete response head becomes: passed through
@@ -343,10 +351,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
                         return Poll::Pending;
                     }
                 };
-                *left -= written as u64;
-                if *left == 0 {
-                    this.scan = Scan::Head(Vec::new());
-                }
+                this.body_passed(written);
                 written
             }
             Scan::Off => match Pin::new(&mut this.inner).poll_write(cx, buf) {
