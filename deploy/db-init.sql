@@ -13,9 +13,9 @@ ALTER DATABASE crebito OWNER TO crebito;
 
 -- A new cluster has a single 16 MB WAL segment. The commit that fills it
 -- creates the next one itself, zero-filled and flushed, while every other
--- commit waits: 13-17 ms here (docs/benchmark.md, "WAL segments made ahead
--- of need"), twice within the official load test. Switching segments five
--- times (each switch needs a WAL record since the last one) and then a
+-- commit waits: 13-18 ms here (docs/benchmark.md, "WAL segments made ahead
+-- of need"), once in each full run of the official load test. Five switches
+-- to a new segment (each needs a WAL record since the last one) and then a
 -- checkpoint leaves the old segments renamed as the next ones (PostgreSQL
 -- keeps min_wal_size, 80 MB by default, for reuse), so no commit of the
 -- first 64 MB of WAL creates one; after that, each checkpoint recycles
