@@ -92,6 +92,11 @@ impl fmt::Display for AccountId {
     }
 }
 
+/// The ids of the accounts every ledger is seeded with, and `crebito
+/// reset` seeds again (docs/contract.md §2.3; the seed migration,
+/// `migrations/0002_seed.sql`, is the only copy of their limits).
+pub const SEEDED_ACCOUNTS: std::ops::RangeInclusive<i32> = 1..=5;
+
 /// A transaction amount (`valor`), in cents: an integer in `1..=i64::MAX`.
 ///
 /// docs/contract.md §2: `valor` is a JSON integer greater than zero. Amounts are

@@ -1,12 +1,12 @@
 //! The one error type of the HTTP layer, and the problem details (RFC 9457)
 //! every error is answered with.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::domain::{FieldRule, InvalidField, PostingError};
+use crate::domain::{AccountId, FieldRule, InvalidField, PostingError, SEEDED_ACCOUNTS};
 use crate::ledger::{ErrorChain, LedgerError};
 
 /// Media type of every error body (RFC 9457 §3).
@@ -191,15 +191,20 @@ pub enum ApiError {
     /// (docs/contract.md §2.4): 422, nothing recorded.
     #[error(transparent)]
     Refused(#[from] PostingError),
-    /// No account with this id, or an id that cannot name one: 404.
-    #[error("account not found")]
-    AccountNotFound,
-    /// No route for this path: 404.
-    #[error("not found")]
-    NotFound,
-    /// The path exists but not for this method: 405.
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// No account with this id, or an id that cannot name one: 404. The
+    /// message ([`ApiError::account_not_found`]) names the id asked and
+    /// the seeded accounts.
+    #[error("{0}")]
+    AccountNotFound(String),
+    /// No route for this path: 404. The message ([`ApiError::not_found`])
+    /// names the method and path asked and the routes served.
+    #[error("{0}")]
+    NotFound(String),
+    /// The path exists but not for this method: 405. The message
+    /// ([`ApiError::method_not_allowed`]) names the method and path asked
+    /// and the methods allowed (those of the `Allow` header).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// More than one `Content-Type` field: 400 (RFC 9110 §8.3 defines one
     /// media type; RFC 9110 §5.3 forbids repeating a singleton field).
     #[error("Content-Type must be sent once")]
@@ -245,9 +250,9 @@ impl ApiError {
             ApiError::Refused(PostingError::IdempotencyKeyReused) => {
                 ProblemType::IdempotencyKeyReused
             }
-            ApiError::AccountNotFound => ProblemType::AccountNotFound,
-            ApiError::NotFound => ProblemType::NotFound,
-            ApiError::MethodNotAllowed => ProblemType::MethodNotAllowed,
+            ApiError::AccountNotFound(_) => ProblemType::AccountNotFound,
+            ApiError::NotFound(_) => ProblemType::NotFound,
+            ApiError::MethodNotAllowed(_) => ProblemType::MethodNotAllowed,
             ApiError::RepeatedContentType => ProblemType::RepeatedContentType,
             ApiError::PayloadTooLarge(_) => ProblemType::BodyTooLarge,
             ApiError::BodyTimeout(_) => ProblemType::BodyTimeout,
@@ -271,11 +276,99 @@ impl ApiError {
     }
 }
 
+/// Longest part of a request's path repeated in a detail, in bytes; a
+/// longer one is cut there and marked with `…` (a request line may take
+/// 8 KiB, docs/contract.md §2.7).
+const MAX_ECHOED_PATH: usize = 200;
+
+/// `path` as a detail repeats it: at most [`MAX_ECHOED_PATH`] bytes.
+fn echoed(path: &str) -> String {
+    if path.len() <= MAX_ECHOED_PATH {
+        return path.to_owned();
+    }
+    let mut end = MAX_ECHOED_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &path[..end])
+}
+
+/// What exists, as a 404 for an account says it: the seeded accounts
+/// (docs/contract.md §2.3), not read from the ledger, so that an unknown
+/// account costs no more than before.
+fn seeded_accounts() -> String {
+    format!(
+        "a ledger is seeded with accounts {} to {}",
+        SEEDED_ACCOUNTS.start(),
+        SEEDED_ACCOUNTS.end()
+    )
+}
+
+impl ApiError {
+    /// 404 for the `{id}` segment `asked` of `/clientes/{id}/…`, as sent
+    /// (percent-encoded): the detail says whether it is an id without an
+    /// account or no id at all (docs/contract.md §2.3), and which accounts
+    /// a ledger is seeded with ([`SEEDED_ACCOUNTS`]). Costs no database
+    /// round trip.
+    pub fn account_not_found(asked: &str) -> ApiError {
+        let seeded = seeded_accounts();
+        ApiError::AccountNotFound(match AccountId::parse(asked) {
+            Some(id) => format!("there is no account {id}; {seeded}"),
+            None => format!(
+                "{:?} cannot name an account (an id is an integer from 1 to {}); {seeded}",
+                echoed(asked),
+                i32::MAX
+            ),
+        })
+    }
+
+    /// 404 for `method path`, no route: the detail names them and the
+    /// routes served, `routes` (`Allow`-style methods, e.g. `GET,HEAD`,
+    /// and path template each; the first method is named).
+    pub fn not_found(method: &Method, path: &str, routes: &[(&str, &str)]) -> ApiError {
+        let routes: Vec<String> = routes
+            .iter()
+            .map(|(methods, route)| {
+                // The first method is enough here (HEAD comes with GET).
+                let method = methods.split(',').next().unwrap_or(methods);
+                format!("{method} {route}")
+            })
+            .collect();
+        ApiError::NotFound(format!(
+            "no route for {method} {}; the routes are {}",
+            echoed(path),
+            routes.join(", ")
+        ))
+    }
+
+    /// 405 for `method path`: the detail names them and `allowed`, the
+    /// methods the path answers (the `Allow` header's, RFC 9110 §15.5.6).
+    pub fn method_not_allowed(method: &Method, path: &str, allowed: &str) -> ApiError {
+        ApiError::MethodNotAllowed(format!(
+            "{method} is not allowed on {}; allowed: {allowed}",
+            echoed(path)
+        ))
+    }
+
+    /// The API error of a ledger call on `account`: each ledger error to
+    /// the one variant with its status, an unknown account named.
+    pub fn for_account(error: LedgerError, account: AccountId) -> ApiError {
+        match error {
+            LedgerError::AccountNotFound => ApiError::account_not_found(&account.to_string()),
+            other => other.into(),
+        }
+    }
+}
+
 impl From<LedgerError> for ApiError {
-    /// Each ledger error to the one variant with its status.
+    /// Each ledger error to the one variant with its status (an unknown
+    /// account without its id: see [`ApiError::for_account`]).
     fn from(error: LedgerError) -> Self {
         match error {
-            LedgerError::AccountNotFound => ApiError::AccountNotFound,
+            LedgerError::AccountNotFound => ApiError::AccountNotFound(format!(
+                "there is no such account; {}",
+                seeded_accounts()
+            )),
             LedgerError::Refused(refusal) => ApiError::Refused(refusal),
             unavailable @ LedgerError::Unavailable { .. } => ApiError::Unavailable(unavailable),
         }
@@ -335,6 +428,13 @@ mod tests {
     fn ledger_errors_map_to_their_status_and_type() {
         let status = |e| ApiError::from(e).status();
         assert_eq!(status(LedgerError::AccountNotFound), StatusCode::NOT_FOUND);
+        let account = AccountId::new(7).unwrap();
+        let error = ApiError::for_account(LedgerError::AccountNotFound, account);
+        assert_eq!(error.problem_type(), ProblemType::AccountNotFound);
+        assert_eq!(
+            error.to_string(),
+            "there is no account 7; a ledger is seeded with accounts 1 to 5"
+        );
         for (refusal, kind) in [
             (PostingError::LimitExceeded, ProblemType::LimitExceeded),
             (PostingError::Overflow, ProblemType::BalanceOverflow),
@@ -372,6 +472,16 @@ mod tests {
                 "detail": "descricao must be 1 to 10 characters long",
             })
         );
+    }
+
+    #[test]
+    fn details_repeat_at_most_200_bytes_of_the_path() {
+        let long = format!("/{}", "é".repeat(300));
+        let detail = ApiError::not_found(&Method::GET, &long, &[("GET", "/health")]).to_string();
+        assert!(detail.contains("é…;"), "{detail}");
+        assert!(detail.len() < 300, "{detail}");
+        let detail = ApiError::account_not_found(&"9".repeat(500)).to_string();
+        assert!(detail.contains("9…\" cannot name"), "{detail}");
     }
 
     #[test]

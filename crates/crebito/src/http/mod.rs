@@ -8,8 +8,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{MatchedPath, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -43,6 +43,19 @@ pub const HEALTH_ROUTE: &str = "/health";
 pub const METRICS_ROUTE: &str = "/metrics";
 /// Route of the OpenAPI document (docs/contract.md §2.8).
 pub const OPENAPI_ROUTE: &str = "/openapi.json";
+
+/// Every route with the methods it answers, as the `Allow` header of a 405
+/// lists them (HEAD comes with GET), for the details of 404 and 405
+/// (docs/contract.md §2.5). `/metrics` last: it is not served with
+/// metrics off.
+const ROUTE_METHODS: [(&str, &str); 6] = [
+    ("POST", POSTING_ROUTE),
+    ("GET,HEAD", STATEMENT_ROUTE),
+    ("GET,HEAD", HISTORY_ROUTE),
+    ("GET,HEAD", HEALTH_ROUTE),
+    ("GET,HEAD", OPENAPI_ROUTE),
+    ("GET,HEAD", METRICS_ROUTE),
+];
 
 /// What the handlers share: the ledger, and the metrics when they are on.
 struct App<L> {
@@ -112,9 +125,27 @@ pub fn router_with<L: Ledger>(ledger: Arc<L>, options: RouterOptions) -> Router 
         ledger,
         metrics: metrics.clone(),
     };
+    let served: &'static [(&str, &str)] = if options.metrics {
+        &ROUTE_METHODS
+    } else {
+        &ROUTE_METHODS[..ROUTE_METHODS.len() - 1]
+    };
     routes
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(move |method: Method, uri: Uri| async move {
+            ApiError::not_found(&method, uri.path(), served)
+        })
+        .method_not_allowed_fallback(
+            |method: Method, uri: Uri, route: Option<MatchedPath>| async move {
+                let allowed = route
+                    .and_then(|route| {
+                        ROUTE_METHODS
+                            .iter()
+                            .find(|(_, path)| *path == route.as_str())
+                    })
+                    .map_or("none", |(methods, _)| *methods);
+                ApiError::method_not_allowed(&method, uri.path(), allowed)
+            },
+        )
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             observe::observe,
@@ -265,7 +296,7 @@ async fn post_transaction<L: Ledger>(
     if let Some(metrics) = &app.metrics {
         metrics.posting(posting_outcome(&result));
     }
-    let balance = result?;
+    let balance = result.map_err(|e| ApiError::for_account(e, account))?;
     Ok(json_response(
         StatusCode::OK,
         &PostingResponse {
@@ -294,7 +325,9 @@ async fn get_statement<L: Ledger>(
     AccountPath(account): AccountPath,
 ) -> Result<Response, ApiError> {
     let statement: Statement =
-        ledger_call("statement", Some(account), app.ledger.statement(account)).await?;
+        ledger_call("statement", Some(account), app.ledger.statement(account))
+            .await
+            .map_err(|e| ApiError::for_account(e, account))?;
     let body = StatementResponse {
         saldo: StatementBalance {
             total: statement.balance,
@@ -341,7 +374,8 @@ async fn get_history<L: Ledger>(
         Some(account),
         app.ledger.history(account, query.before, query.size),
     )
-    .await?;
+    .await
+    .map_err(|e| ApiError::for_account(e, account))?;
     Ok(json_response(
         StatusCode::OK,
         &history::HistoryResponse::new(&page),
@@ -410,7 +444,13 @@ async fn health<L: Ledger>(State(app): State<App<L>>) -> Response {
 )]
 async fn get_metrics<L: Ledger>(State(app): State<App<L>>) -> Response {
     let Some(metrics) = &app.metrics else {
-        return ApiError::NotFound.into_response();
+        // Not routed with metrics off (router_with); kept total.
+        return ApiError::not_found(
+            &Method::GET,
+            METRICS_ROUTE,
+            &ROUTE_METHODS[..ROUTE_METHODS.len() - 1],
+        )
+        .into_response();
     };
     (
         [(

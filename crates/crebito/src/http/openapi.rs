@@ -157,7 +157,7 @@ macro_rules! problem_responses {
     )+};
 }
 
-const NOT_FOUND: &str = "No such account (or an id that cannot name one), or no such path";
+const NOT_FOUND: &str = "No such account (or an id that cannot name one), or no such path; `detail` names what was asked and what exists (docs/contract.md §2.5)";
 const UNAVAILABLE: &str = "The database cannot answer now; retry (a POST with its Idempotency-Key)";
 
 problem_responses! {

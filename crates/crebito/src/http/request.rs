@@ -28,10 +28,14 @@ impl<S: Send + Sync> FromRequestParts<S> for AccountPath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(id) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::AccountNotFound)?;
+            .map_err(|_| {
+                // Not UTF-8 once percent-decoded: named as sent.
+                let sent = parts.uri.path().split('/').nth(2).unwrap_or_default();
+                ApiError::account_not_found(sent)
+            })?;
         AccountId::parse(&id)
             .map(AccountPath)
-            .ok_or(ApiError::AccountNotFound)
+            .ok_or_else(|| ApiError::account_not_found(&id))
     }
 }
 

@@ -9,6 +9,7 @@ use crate::helpers::{self, TestApp};
 on_every_ledger!(
     seeded_accounts,
     unknown_accounts_are_404,
+    error_details_name_what_was_asked_and_what_exists,
     posting_moves_the_balance,
     limit_boundary,
     official_invalid_bodies,
@@ -95,6 +96,96 @@ async fn unknown_accounts_are_404(app: TestApp) {
         .await
         .unwrap();
     assert!(report.accounts.iter().all(|a| a.transactions == 0));
+}
+
+/// A 404 or 405 says, for a person, what was asked and what exists: the
+/// account id and the seeded accounts, the path and the routes, the
+/// method and the methods the `Allow` header lists (docs/contract.md
+/// §2.5). The `type` stays the stable URN.
+async fn error_details_name_what_was_asked_and_what_exists(app: TestApp) {
+    // The seeded accounts the details name are the ledger's.
+    let report = crebito::ledger::Ledger::audit(app.ledger.as_ref())
+        .await
+        .unwrap();
+    let ids: Vec<i32> = report.accounts.iter().map(|a| a.account).collect();
+    assert_eq!(ids, crebito::domain::SEEDED_ACCOUNTS.collect::<Vec<_>>());
+    let seeded = "a ledger is seeded with accounts 1 to 5";
+
+    // Unknown accounts, found unknown by the ledger (statement, history,
+    // posting) or by their id alone.
+    let send = |method: &str, path: &str| {
+        let request = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .header("content-type", "application/json");
+        let request = if method == "POST" {
+            request.body(r#"{"valor": 1, "tipo": "c", "descricao": "x"}"#)
+        } else {
+            request
+        };
+        async move {
+            let response = request.send().await.unwrap();
+            let allow = response
+                .headers()
+                .get("allow")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let (status, body) = helpers::read(response).await;
+            (status, body, allow)
+        }
+    };
+    for (method, path, detail) in [
+        ("GET", "/clientes/7/extrato", format!("there is no account 7; {seeded}")),
+        ("GET", "/clientes/6/historico", format!("there is no account 6; {seeded}")),
+        ("POST", "/clientes/6/transacoes", format!("there is no account 6; {seeded}")),
+        (
+            "GET",
+            "/clientes/abc/extrato",
+            format!("\"abc\" cannot name an account (an id is an integer from 1 to 2147483647); {seeded}"),
+        ),
+        (
+            "GET",
+            "/clientes/%FF/extrato",
+            format!("\"%FF\" cannot name an account (an id is an integer from 1 to 2147483647); {seeded}"),
+        ),
+    ] {
+        let (status, body, _) = send(method, path).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(body["type"], "urn:crebito:problem:account-not-found");
+        assert_eq!(body["title"], "Account not found");
+        assert_eq!(body["detail"], detail, "{method} {path}");
+    }
+
+    // An unknown path: the path asked and every route served.
+    let (status, body, _) = send("GET", "/cliente/1/extrato").await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["type"], "urn:crebito:problem:not-found");
+    assert_eq!(
+        body["detail"],
+        "no route for GET /cliente/1/extrato; the routes are POST /clientes/{id}/transacoes, \
+         GET /clientes/{id}/extrato, GET /clientes/{id}/historico, GET /health, \
+         GET /openapi.json, GET /metrics"
+    );
+
+    // A known path with another method: the methods of the Allow header.
+    for (method, path) in [
+        ("GET", "/clientes/1/transacoes"),
+        ("PUT", "/clientes/1/transacoes"),
+        ("DELETE", "/clientes/1/extrato"),
+        ("POST", "/clientes/1/historico"),
+        ("POST", "/health"),
+        ("DELETE", "/metrics"),
+        ("PUT", "/openapi.json"),
+    ] {
+        let (status, body, allow) = send(method, path).await;
+        assert_eq!(status, 405, "{method} {path}: {body}");
+        assert_eq!(body["type"], "urn:crebito:problem:method-not-allowed");
+        let allow = allow.expect("a 405 has an Allow header");
+        assert_eq!(
+            body["detail"],
+            format!("{method} is not allowed on {path}; allowed: {allow}"),
+        );
+        assert!(!allow.is_empty() && allow != "none", "{method} {path}");
+    }
 }
 
 async fn posting_moves_the_balance(app: TestApp) {
