@@ -73,8 +73,9 @@ pub enum Command {
     /// all hold, 1 otherwise, 2 when the database cannot be read.
     Audit(AuditArgs),
     /// Start again from the seeded state: delete every transaction and
-    /// idempotency key, and seed the five accounts at balance 0. Creates
-    /// and migrates the database if needed. Refuses a PostgreSQL ledger
+    /// idempotency key, and seed the five accounts at balance 0. Migrates
+    /// the database if needed. Refuses a SQLite file that does not exist
+    /// (naming the absolute path it looked at), and a PostgreSQL ledger
     /// without --force. Exit 0 when done, 1 when the database failed, 2
     /// when refused.
     Reset(ResetArgs),
@@ -195,9 +196,10 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// The ledger database: postgres://user:password@host:port/dbname (use
-    /// ?host=/socket/dir for a unix socket) or sqlite://path/to/file.db
-    /// (`serve` creates the file and its directory if missing; `audit`
-    /// creates nothing).
+    /// ?host=/socket/dir for a unix socket) or sqlite://path/to/file.db,
+    /// relative to the current directory (`serve` creates the file and its
+    /// directory if missing; `audit` and `reset` refuse a missing file).
+    /// Every command prints the SQLite file's absolute path.
     #[arg(
         long,
         env = "DATABASE_URL",

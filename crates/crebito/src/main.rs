@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use crebito::config::{AuditSettings, Cli, Command, ResetArgs, ServeSettings};
 use crebito::http::RouterOptions;
+use crebito::ledger::sqlite::absolute_path;
 use crebito::ledger::{AnyLedger, DatabaseUrl, ErrorChain, Ledger, LedgerOptions};
 
 fn main() -> ExitCode {
@@ -69,6 +70,16 @@ async fn serve(settings: ServeSettings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Which ledger, in full: a relative sqlite:// URL depends on the
+    // directory the server was started from.
+    if ledger.created() {
+        tracing::info!(
+            "serving {}: a NEW ledger, created now with the seeded accounts",
+            ledger.describe()
+        );
+    } else {
+        tracing::info!("serving {}, which existed", ledger.describe());
+    }
     let bound = match crebito::server::bind(&settings.listen).await {
         Ok(bound) => bound,
         Err(e) => {
@@ -144,28 +155,47 @@ async fn open_with_retry(
     }
 }
 
-/// `crebito reset`: exit 0 done, 1 the database failed, 2 refused.
+/// `crebito reset`: exit 0 done, 1 the database failed, 2 refused (a
+/// PostgreSQL ledger without `--force`, a SQLite file that does not exist).
 async fn reset(args: ResetArgs) -> ExitCode {
     let url = args.database.database_url;
-    let name = match &url {
-        DatabaseUrl::Postgres(_) if !args.force => {
+    if let DatabaseUrl::Sqlite(path) = &url {
+        if !path.is_file() {
             eprintln!(
-                "crebito reset: refusing to reset a PostgreSQL ledger: it deletes every \
-                 transaction and idempotency key of every account, for every instance using \
-                 the database. Add --force if that is what you want."
+                "crebito reset: no SQLite ledger at {}: the file does not exist, nothing was \
+                 reset. Give the ledger the server uses with --database-url (or DATABASE_URL); \
+                 a relative sqlite:// path is read from the current directory.",
+                absolute_path(path).display()
             );
             return ExitCode::from(2);
         }
-        DatabaseUrl::Postgres(_) => "the PostgreSQL ledger".to_owned(),
-        DatabaseUrl::Sqlite(path) => format!("the SQLite ledger {}", path.display()),
+    }
+    if matches!(url, DatabaseUrl::Postgres(_)) && !args.force {
+        eprintln!(
+            "crebito reset: refusing to reset a PostgreSQL ledger: it deletes every \
+             transaction and idempotency key of every account, for every instance using \
+             the database. Add --force if that is what you want."
+        );
+        return ExitCode::from(2);
+    }
+    // Never create a ledger: the file was there a moment ago.
+    let options = LedgerOptions {
+        create_if_missing: false,
+        ..LedgerOptions::default()
     };
-    let outcome = match AnyLedger::open(&url, &LedgerOptions::default()).await {
-        Ok(ledger) => ledger.reset().await,
-        Err(e) => Err(e),
+    let ledger = match AnyLedger::open(&url, &options).await {
+        Ok(ledger) => ledger,
+        Err(e) => {
+            eprintln!("crebito reset: {}", ErrorChain(&e));
+            return ExitCode::FAILURE;
+        }
     };
-    match outcome {
+    match ledger.reset().await {
         Ok(()) => {
-            println!("reset {name}: accounts 1-5 seeded at balance 0, no transactions");
+            println!(
+                "reset {}: accounts 1-5 seeded at balance 0, no transactions",
+                ledger.describe()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -52,14 +52,15 @@ pub enum AuditError {
     Output(#[from] io::Error),
 }
 
-/// Opens the ledger read-only (nothing created or migrated), writes the
-/// account table to `out`, and with `settings.acknowledged` checks that
+/// Opens the ledger read-only (nothing created or migrated), names it on
+/// `out` (a SQLite file by its absolute path), writes the account table, and with `settings.acknowledged` checks that
 /// client record too; ends with `audit passed` or `audit FAILED`.
 ///
 /// Returns whether everything holds (docs/configuration.md: exit 0 or 1).
 /// Errors: [`AuditError`] when the audit cannot run (exit 2).
 pub async fn run(settings: &AuditSettings, out: &mut impl Write) -> Result<bool, AuditError> {
     let ledger = AnyLedger::open_existing(&settings.database_url, &settings.ledger).await?;
+    writeln!(out, "auditing {}", ledger.describe())?;
     let report = ledger.audit().await?;
     table::write_accounts(out, &report)?;
     let mut holds = report.holds();

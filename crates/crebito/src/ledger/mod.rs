@@ -300,6 +300,26 @@ impl AnyLedger {
 }
 
 impl AnyLedger {
+    /// Which ledger this is, for messages: `the SQLite ledger /abs/path`
+    /// or `the ledger in PostgreSQL at HOST:PORT (database "…", user "…")`
+    /// (never a password).
+    pub fn describe(&self) -> String {
+        match self {
+            AnyLedger::Postgres(l) => format!("the ledger in {}", l.target()),
+            AnyLedger::Sqlite(l) => format!("the SQLite ledger {}", l.path()),
+        }
+    }
+
+    /// Whether opening it created a new ledger (a SQLite file that did not
+    /// exist, seeded); always false for PostgreSQL, whose database is
+    /// never created by crebito.
+    pub fn created(&self) -> bool {
+        match self {
+            AnyLedger::Postgres(_) => false,
+            AnyLedger::Sqlite(l) => l.created(),
+        }
+    }
+
     /// Batches of postings sent since start, by size
     /// ([`batch::SIZE_BUCKETS`]; the same counts as
     /// `crebito_posting_batch_size`, kept with metrics off too).

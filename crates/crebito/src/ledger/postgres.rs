@@ -415,6 +415,12 @@ impl PostgresLedger {
     pub fn batches(&self) -> &PostgresBatches {
         self.batcher.storage()
     }
+
+    /// Where it connects, for messages: `PostgreSQL at HOST:PORT (database
+    /// "…", user "…")`, never the password.
+    pub fn target(&self) -> &str {
+        &self.db.target
+    }
 }
 
 impl Database {

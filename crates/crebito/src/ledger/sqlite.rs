@@ -88,6 +88,16 @@ pub struct SqliteLedger {
     /// milliseconds under load). Other processes sharing the file are still
     /// serialised by `BEGIN IMMEDIATE` and the busy timeout.
     batcher: Batcher<SqliteBatches>,
+    /// Whether opening it created the file (a new ledger).
+    created: bool,
+}
+
+/// `path` made absolute against the current directory (not resolving
+/// symbolic links), as every message names a SQLite file: a relative
+/// `sqlite://` URL depends on where the command runs. `path` itself when
+/// the current directory cannot be read.
+pub fn absolute_path(path: &Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Applies batches of postings in one `BEGIN IMMEDIATE` transaction each,
@@ -130,19 +140,20 @@ impl SqliteLedger {
     /// not be created, the directory or file cannot be created or opened,
     /// or a migration fails.
     pub async fn open_with(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
-        if !path.exists() {
+        let created = !path.exists();
+        if created {
             if !options.create_if_missing {
                 return Err(LedgerError::unavailable_because(format!(
                     "no SQLite database at {}, and creating one is not allowed \
                      (--require-existing-ledger)",
-                    path.display()
+                    absolute_path(path).display()
                 )));
             }
             tracing::warn!(
                 "no ledger at {}: creating a NEW one with the seeded accounts (if a ledger \
                  was expected here, stop and restore it; --require-existing-ledger refuses \
                  to start instead)",
-                path.display()
+                absolute_path(path).display()
             );
             create_file(path)?;
         }
@@ -157,12 +168,13 @@ impl SqliteLedger {
                     format!(
                         "the SQLite database {} cannot be opened for writing (read-only file, \
                          directory or file system?)",
-                        path.display()
+                        absolute_path(path).display()
                     ),
                     e,
                 )
             })?;
-        let ledger = Self::open_file(path, options)?;
+        let mut ledger = Self::open_file(path, options)?;
+        ledger.created = created;
         ledger
             .run(|conn| apply_migrations(conn, migrations::SQLITE))
             .await?;
@@ -178,8 +190,8 @@ impl SqliteLedger {
     pub async fn open_existing(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
         if !path.is_file() {
             return Err(LedgerError::unavailable_because(format!(
-                "no SQLite database at {}",
-                path.display()
+                "no SQLite database at {}: the file does not exist",
+                absolute_path(path).display()
             )));
         }
         let ledger = Self::open_file(path, options)?;
@@ -212,7 +224,7 @@ impl SqliteLedger {
             }))
             .build()
             .map_err(|e| LedgerError::unavailable("cannot build the SQLite pool", e))?;
-        let path: Arc<str> = path.display().to_string().into();
+        let path: Arc<str> = absolute_path(path).display().to_string().into();
         let metrics = StorageMetrics::default();
         let batches = SqliteBatches {
             path: path.clone(),
@@ -228,7 +240,19 @@ impl SqliteLedger {
             last_healthy: Default::default(),
             batcher: Batcher::new(batches, Scope::Instance, options.batch(), metrics.clone()),
             metrics,
+            created: false,
         })
+    }
+
+    /// The database file's absolute path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether [`SqliteLedger::open_with`] created the file: a new ledger
+    /// with the seeded accounts.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// Deletes every transaction, idempotency key and account, then seeds

@@ -1,5 +1,6 @@
 //! `crebito audit`: exit 0 when every account holds, 1 when one does not.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::helpers::{self, TestApp};
@@ -18,9 +19,16 @@ fn run_audit(args: &[&str]) -> (i32, String) {
 
 /// Runs `crebito audit ARGS`; returns the exit code, stdout and stderr.
 fn run_audit_with_stderr(args: &[&str]) -> (i32, String, String) {
+    run_audit_in(Path::new("."), args)
+}
+
+/// Runs `crebito audit ARGS` in directory `dir`; returns the exit code,
+/// stdout and stderr.
+fn run_audit_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_crebito"))
         .arg("audit")
         .args(args)
+        .current_dir(dir)
         .env("RUST_LOG", "warn")
         .output()
         .expect("run crebito audit");
@@ -90,6 +98,35 @@ fn audit_creates_nothing() {
     let (code, _) = audit(&format!("sqlite://{}", path.display()));
     assert_eq!(code, 2);
     assert!(!path.exists() && !path.parent().unwrap().exists());
+}
+
+/// A relative `sqlite://` URL is read from the current directory: the
+/// audit names the file it read, or looked for, by its absolute path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_names_the_absolute_path_of_the_sqlite_file() {
+    let app = TestApp::spawn(helpers::Backend::Sqlite).await;
+    let file = Path::new(app.database_url.strip_prefix("sqlite://").unwrap());
+    let dir = file.parent().unwrap();
+    let absolute = file.canonicalize().unwrap();
+    let (code, stdout, stderr) = run_audit_in(dir, &["--database-url", "sqlite://ledger.db"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "auditing the SQLite ledger {}",
+            absolute.display()
+        )),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run_audit_in(dir, &["--database-url", "sqlite://typo.db"]);
+    assert_eq!(code, 2, "{stderr}");
+    let missing = dir.canonicalize().unwrap().join("typo.db");
+    assert!(
+        stderr.contains(&format!(
+            "no SQLite database at {}: the file does not exist",
+            missing.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,3 +106,37 @@ fn a_log_written_to_a_pipe_has_no_colour_escapes() {
         "colour escapes in a piped log: {text:?}"
     );
 }
+
+/// `serve` says in one line which ledger it serves — a SQLite file by its
+/// absolute path, however the URL named it — and whether it created it:
+/// a mistyped URL shows as a NEW ledger at an unexpected path.
+#[test]
+fn serve_names_its_ledger_and_whether_it_created_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let absolute = dir.path().canonicalize().unwrap().join("sub/ledger.db");
+    for expected in [
+        format!(
+            "serving the SQLite ledger {}: a NEW ledger, created now with the seeded accounts",
+            absolute.display()
+        ),
+        format!(
+            "serving the SQLite ledger {}, which existed",
+            absolute.display()
+        ),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_crebito"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DATABASE_URL", "sqlite://sub/ledger.db")
+            .current_dir(dir.path());
+        let crebito = Crebito::spawn_command(&mut command);
+        let log = crebito.wait_for_log("crebito ready", Duration::from_secs(30));
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("serving")).collect();
+        assert_eq!(lines.len(), 1, "{log}");
+        assert!(lines[0].contains("INFO"), "{log}");
+        assert!(
+            lines[0].contains(&expected),
+            "{expected:?} expected:\n{log}"
+        );
+    }
+}

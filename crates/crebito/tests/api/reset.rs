@@ -1,15 +1,25 @@
 //! `crebito reset`: back to the seeded state (docs/configuration.md), on
 //! SQLite at once, on PostgreSQL only with `--force`.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::helpers::{self, Backend, TestApp};
 
 /// Runs `crebito reset ARGS`; returns the exit code and stdout + stderr.
 fn reset(args: &[&str]) -> (i32, String) {
+    reset_in(Path::new("."), args)
+}
+
+/// Runs `crebito reset ARGS` in directory `dir`, without a
+/// `DATABASE_URL` from the environment; returns the exit code and stdout +
+/// stderr.
+fn reset_in(dir: &Path, args: &[&str]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_crebito"))
         .arg("reset")
         .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")
         .output()
         .expect("run crebito reset");
@@ -106,4 +116,43 @@ fn an_unreachable_database_fails_with_its_address() {
     let (code, out) = reset(&["--database-url", &url, "--force"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&dir.path().display().to_string()), "{out}");
+}
+
+/// Run from a directory without the server's ledger, `reset` (default
+/// `sqlite://data/crebito.db`) used to create a new file there and say it
+/// had reset the ledger, while the server's stayed as it was.
+#[test]
+fn a_missing_sqlite_ledger_is_refused_and_its_absolute_path_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = reset_in(dir.path(), &[]);
+    assert_eq!(code, 2, "{out}");
+    let looked_at = dir.path().canonicalize().unwrap().join("data/crebito.db");
+    assert!(
+        out.contains(&format!("no SQLite ledger at {}", looked_at.display())),
+        "{out}"
+    );
+    assert!(out.contains("does not exist"), "{out}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "reset created something: {out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_names_the_absolute_path_of_the_ledger_it_reset() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    dirty(&app).await;
+    let file = Path::new(app.database_url.strip_prefix("sqlite://").unwrap());
+    // A relative URL, from the file's directory.
+    let (code, out) = reset_in(
+        file.parent().unwrap(),
+        &["--database-url", "sqlite://ledger.db"],
+    );
+    assert_eq!(code, 0, "{out}");
+    let absolute = file.canonicalize().unwrap();
+    assert!(
+        out.contains(&format!("reset the SQLite ledger {}:", absolute.display())),
+        "{out}"
+    );
+    assert_seeded(&app).await;
 }
