@@ -160,6 +160,16 @@ pub struct ServeArgs {
     #[arg(long, env = "CREBITO_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
 
+    /// Longest time, in seconds, `serve` keeps trying at start to open a
+    /// PostgreSQL ledger that does not answer yet (a database still
+    /// starting): attempt 1 at once, then one attempt a second, the last
+    /// this many seconds after the first (an attempt that is still running
+    /// when its successor's second comes uses that slot up); then the
+    /// server exits with status 1. Each attempt gives up after
+    /// --acquire-timeout-ms. 0 tries once. A SQLite file is opened once.
+    #[arg(long, env = "CREBITO_CONNECT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub connect_timeout_secs: u64,
+
     /// Refuse to start when the SQLite database file does not exist,
     /// instead of creating a new ledger with the seeded accounts (which is
     /// always logged as a warning). For a deployment whose ledger must never
@@ -233,6 +243,9 @@ pub struct ServeSettings {
     pub database_url: DatabaseUrl,
     /// How the ledger uses its database.
     pub ledger: LedgerOptions,
+    /// How long start-up keeps trying to open a PostgreSQL ledger, one
+    /// attempt a second (`--connect-timeout-secs`).
+    pub connect_timeout: Duration,
     /// The HTTP server's connection limits.
     pub server: Limits,
     /// How long an `Idempotency-Key` is remembered.
@@ -256,6 +269,7 @@ impl From<ServeArgs> for ServeSettings {
                 max_batch: args.batch_max_postings as usize,
                 max_queue: args.queue_max_postings as usize,
             },
+            connect_timeout: Duration::from_secs(args.connect_timeout_secs),
             server: Limits {
                 idle_timeout: Duration::from_secs(args.idle_timeout_secs),
                 body_timeout: Duration::from_millis(args.body_timeout_ms),
@@ -343,6 +357,8 @@ mod tests {
             "--write-timeout-ms",
             "800",
             "--require-existing-ledger",
+            "--connect-timeout-secs",
+            "5",
         ])
         .unwrap();
         let Some(Command::Serve(args)) = cli.command else {
@@ -366,6 +382,7 @@ mod tests {
         assert_eq!(settings.server.body_timeout, Duration::from_millis(700));
         assert_eq!(settings.server.write_timeout, Duration::from_millis(800));
         assert!(!settings.ledger.create_if_missing);
+        assert_eq!(settings.connect_timeout, Duration::from_secs(5));
 
         let cli =
             Cli::try_parse_from(["crebito", "audit", "--database-url", "sqlite://x.db"]).unwrap();

@@ -134,24 +134,48 @@ async fn purge_idempotency_keys(ledger: Arc<AnyLedger>, retention: Duration) {
 }
 
 /// The database may still be starting (docker compose, the stack script):
-/// retry for up to 30 s before giving up. A SQLite file has no server to
-/// wait for: its errors are final.
+/// try once a second for up to `settings.connect_timeout`
+/// (`--connect-timeout-secs`), saying each time which attempt of how many
+/// failed. Attempt `n` starts `n - 1` seconds after the first; one that is
+/// still running when its successor's second comes uses that slot up, so
+/// numbers may jump. A SQLite file has no server to wait for: its errors
+/// are final.
 async fn open_with_retry(
     settings: &ServeSettings,
 ) -> Result<AnyLedger, crebito::ledger::LedgerError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let started = tokio::time::Instant::now();
+    let retry = matches!(settings.database_url, DatabaseUrl::Postgres(_));
+    let attempts = if retry {
+        settings.connect_timeout.as_secs() + 1
+    } else {
+        1
+    };
+    let mut attempt = 1;
     loop {
-        match AnyLedger::open(&settings.database_url, &settings.ledger).await {
+        let error = match AnyLedger::open(&settings.database_url, &settings.ledger).await {
             Ok(ledger) => return Ok(ledger),
-            Err(e)
-                if tokio::time::Instant::now() < deadline
-                    && matches!(settings.database_url, DatabaseUrl::Postgres(_)) =>
-            {
-                tracing::warn!("database not ready, retrying: {}", ErrorChain(&e));
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            Err(e) => e,
+        };
+        // The first slot not yet begun: attempt n's slot begins n - 1
+        // seconds after the start.
+        let elapsed = started.elapsed().as_secs();
+        let next = (attempt + 1).max(elapsed + 2);
+        if next > attempts {
+            if attempts > 1 {
+                tracing::warn!(
+                    "the database did not answer within --connect-timeout-secs {} \
+                     (attempt {attempt} of {attempts} failed); giving up",
+                    settings.connect_timeout.as_secs()
+                );
             }
-            Err(e) => return Err(e),
+            return Err(error);
         }
+        tracing::warn!(
+            "database not ready (attempt {attempt} of {attempts}), retrying: {}",
+            ErrorChain(&error)
+        );
+        tokio::time::sleep_until(started + Duration::from_secs(next - 1)).await;
+        attempt = next;
     }
 }
 

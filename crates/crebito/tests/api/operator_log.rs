@@ -140,3 +140,45 @@ fn serve_names_its_ledger_and_whether_it_created_it() {
         );
     }
 }
+
+/// A PostgreSQL that does not answer at start is retried once a second for
+/// `--connect-timeout-secs` (`CREBITO_CONNECT_TIMEOUT_SECS`), each warning
+/// saying which attempt of how many failed; then the server exits 1.
+#[test]
+fn an_unreachable_postgres_is_retried_for_the_connect_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "postgres://crebito@/crebito?host={}",
+        dir.path().join("no-server").display()
+    );
+    let mut crebito = Crebito::spawn(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("CREBITO_CONNECT_TIMEOUT_SECS", "2"),
+        ],
+    );
+    assert_eq!(crebito.wait(Duration::from_secs(20)), Some(1));
+    let log = crebito.log();
+    for attempt in ["attempt 1 of 3", "attempt 2 of 3", "attempt 3 of 3"] {
+        assert_eq!(log.matches(attempt).count(), 1, "{attempt}:\n{log}");
+    }
+    assert!(log.contains("--connect-timeout-secs 2"), "{log}");
+    assert!(!log.contains("attempt 4"), "{log}");
+
+    // 0: one attempt, no retry.
+    let mut crebito = Crebito::spawn(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--connect-timeout-secs",
+            "0",
+        ],
+        &[("DATABASE_URL", url.as_str())],
+    );
+    assert_eq!(crebito.wait(Duration::from_secs(10)), Some(1));
+    let log = crebito.log();
+    assert!(!log.contains("retrying"), "{log}");
+    assert!(log.contains("ERROR"), "{log}");
+}
