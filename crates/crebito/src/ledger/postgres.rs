@@ -203,6 +203,14 @@ impl std::ops::Deref for Lease {
     }
 }
 
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Object {
+        self.0
+            .as_mut()
+            .expect("a lease holds its connection until released")
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(object) = self.0.take() {
@@ -338,7 +346,19 @@ impl PostgresLedger {
     pub async fn connect(url: &str, options: &LedgerOptions) -> Result<Self, LedgerError> {
         let ledger = Self::new(url, options)?;
         ledger.migrate().await?;
-        ledger.warm_up().await?;
+        // Serving cold is slower for the first requests, never wrong: a
+        // warm-up that fails or takes too long is only worth a warning.
+        match tokio::time::timeout(ledger.db.round_trip_timeout, ledger.warm_up()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(
+                error = %ErrorChain(&error),
+                "could not warm up the pooled connections; serving without"
+            ),
+            Err(_) => tracing::warn!(
+                after_ms = ledger.db.round_trip_timeout.as_millis() as u64,
+                "warming up the pooled connections took too long; serving without"
+            ),
+        }
         Ok(ledger)
     }
 
@@ -348,18 +368,25 @@ impl PostgresLedger {
     /// simultaneous postings on one account) does not pay for connection
     /// set-up, planning and the first call of `post_batch` in a session,
     /// which compiles the function (about 4 ms here against 0.3 ms for the
-    /// next call; docs/benchmark.md). Nothing is recorded: the postings of
-    /// the warm-up go to the lowest account id and are rolled back.
+    /// next call; docs/benchmark.md). The statements run on
+    /// [`WARM_UP_ACCOUNT`], which no row can be, so the warm-up reads no
+    /// stored balance, waits on no row lock and records nothing. A
+    /// connection is only given back to the pool once its round trips have
+    /// ended ([`Lease`]): [`Self::connect`] bounds the warm-up and may drop
+    /// it midway.
     async fn warm_up(&self) -> Result<(), LedgerError> {
         let mut held = Vec::with_capacity(self.db.pool.status().max_size);
         for _ in 0..self.db.pool.status().max_size {
-            let mut client = self.db.client().await?;
+            let mut client = self.db.lease().await?;
             for sql in [POST_ONE_SQL, POST_BATCH_SQL, STATEMENT_SQL, HISTORY_SQL] {
                 client.prepare_cached(sql).await?;
             }
             warm_up_statements(&mut client).await?;
             // Held until all are open, so each round opens a new one.
             held.push(client);
+        }
+        for client in held {
+            drop(client.into_object());
         }
         Ok(())
     }
@@ -538,19 +565,18 @@ impl Database {
     }
 }
 
+/// The account the warm-up runs the hot statements on: `accounts.id` is
+/// `CHECK (id > 0)` (migrations/postgres/0001_schema.sql), so no row can
+/// have it, and the statements find nothing to read, lock or change.
+const WARM_UP_ACCOUNT: i32 = 0;
+
 /// Runs each hot statement once on `client` — a posting alone, a batch
-/// with and without an idempotency key, a statement, a history page — in
-/// a transaction that is rolled back (see [`PostgresLedger::warm_up`]).
-/// Without any account there is nothing to warm up.
-async fn warm_up_statements(client: &mut Object) -> Result<(), LedgerError> {
+/// with and without an idempotency key, a statement, a history page — on
+/// [`WARM_UP_ACCOUNT`], in a transaction that is rolled back (see
+/// [`PostgresLedger::warm_up`]).
+async fn warm_up_statements(client: &mut Lease) -> Result<(), LedgerError> {
     let tx = client.transaction().await?;
-    let Some(account) = tx
-        .query_one("SELECT min(id) FROM accounts", &[])
-        .await?
-        .get::<_, Option<i32>>(0)
-    else {
-        return Ok(());
-    };
+    let account = WARM_UP_ACCOUNT;
     let description = "warm-up";
     tx.query(
         &tx.prepare_cached(POST_ONE_SQL).await?,

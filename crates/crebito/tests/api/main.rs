@@ -40,5 +40,6 @@ mod observability;
 mod openapi;
 mod operator_log;
 mod reset;
+mod start_up;
 mod storage_faults;
 mod unavailable;
