@@ -58,9 +58,11 @@ SELECT outcomes, balances, credit_limit FROM post_batch($1, $2, $3, $4, $5, $6)"
 
 /// A batch of ONE posting without an idempotency key — nearly every batch
 /// at the official load — as one statement: a data-modifying CTE whose
-/// conditional `UPDATE … WHERE balance + delta >= -credit_limit` takes the
-/// row lock (re-checking the condition on the latest row version) and feeds
-/// the `INSERT`; a refusal writes nothing. Measured against `post_batch` for
+/// conditional `UPDATE` takes the row lock (re-checking the condition on
+/// the latest row version) and feeds the `INSERT`; a refusal writes
+/// nothing. A debit's condition, `balance >= amount - credit_limit`, cannot
+/// pass 64-bit cents, so a debit is only ever refused for the limit; only
+/// a credit's `balance + amount` can overflow (docs/contract.md §2.4). Measured against `post_batch` for
 /// the same batches (scripts/bench-ab, docs/benchmark.md): PostgreSQL spent
 /// 50-100 us more CPU per request on the function call.
 /// Parameters: account, delta, amount (cents), kind, description.
@@ -69,7 +71,7 @@ WITH account AS (
     SELECT credit_limit FROM accounts WHERE id = $1
 ), moved AS (
     UPDATE accounts SET balance = balance + $2
-    WHERE id = $1 AND balance + $2 >= -credit_limit
+    WHERE id = $1 AND CASE WHEN $2::bigint < 0 THEN balance >= -$2 - credit_limit ELSE true END
     RETURNING id, balance
 ), posted AS (
     INSERT INTO transactions (account_id, amount, kind, description)
