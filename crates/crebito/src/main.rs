@@ -124,7 +124,8 @@ async fn purge_idempotency_keys(ledger: Arc<AnyLedger>, retention: Duration) {
 
 /// The database may still be starting (docker compose, the stack script):
 /// retry for up to 30 s before giving up. A SQLite file has no server to
-/// wait for: its errors are final.
+/// wait for, and a database that cannot hold the ledger (its encoding) does
+/// not change by waiting: their errors are final.
 async fn open_with_retry(
     settings: &ServeSettings,
 ) -> Result<AnyLedger, crebito::ledger::LedgerError> {
@@ -134,7 +135,8 @@ async fn open_with_retry(
             Ok(ledger) => return Ok(ledger),
             Err(e)
                 if tokio::time::Instant::now() < deadline
-                    && matches!(settings.database_url, DatabaseUrl::Postgres(_)) =>
+                    && matches!(settings.database_url, DatabaseUrl::Postgres(_))
+                    && !e.is_permanent() =>
             {
                 tracing::warn!("database not ready, retrying: {}", ErrorChain(&e));
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -373,11 +373,8 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
         if batch.is_empty() {
             break;
         }
-        let deadline = batch
-            .iter()
-            .map(|w| w.deadline)
-            .min()
-            .unwrap_or_else(Instant::now);
+        let deadlines: Vec<Instant> = batch.iter().map(|w| w.deadline).collect();
+        let deadline = deadlines.iter().copied().min().unwrap_or_else(Instant::now);
         let (postings, answers): (Vec<Posting>, Vec<_>) =
             batch.into_iter().map(|w| (w.posting, w.answer)).unzip();
         // The batch's own span (debug): its postings come from several
@@ -393,8 +390,7 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
             .apply_batch(&postings, deadline)
             .instrument(span.clone())
             .await;
-        lock(&shared.sizes)[size_bucket(postings.len())] += 1;
-        shared.metrics.batch(postings.len());
+        shared.sent(postings.len());
         span.in_scope(|| {
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -402,6 +398,14 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
                 "batch done"
             )
         });
+        let outcome = match outcome {
+            Err(error) if postings.len() > 1 && error.row_refused() => {
+                one_by_one(&shared, &postings, &deadlines, &error)
+                    .instrument(span)
+                    .await
+            }
+            other => other,
+        };
         let results = match outcome {
             Ok(results) if results.len() == answers.len() => results,
             Ok(results) => {
@@ -419,6 +423,50 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
             let _ = answer.send(result);
         }
     }
+}
+
+impl<A> Shared<A> {
+    /// Counts one batch of `postings` sent to the storage.
+    fn sent(&self, postings: usize) {
+        lock(&self.sizes)[size_bucket(postings)] += 1;
+        self.metrics.batch(postings);
+    }
+}
+
+/// The answers to a batch that the database refused as a whole because of
+/// one posting's row ([`super::RowRefused`], `error`): nothing of it was
+/// applied, so each posting is applied again alone, in order, each before
+/// its own `deadlines`, and only the posting whose row is refused fails
+/// (503). Rare by construction: a valid posting meets every constraint of
+/// the schema the ledger creates.
+async fn one_by_one<A: ApplyBatch>(
+    shared: &Shared<A>,
+    postings: &[Posting],
+    deadlines: &[Instant],
+    error: &LedgerError,
+) -> Result<Vec<PostingResult>, LedgerError> {
+    tracing::warn!(
+        error = %super::ErrorChain(error),
+        postings = postings.len(),
+        "the database refused a row of a batch; applying its postings one by one"
+    );
+    let mut results = Vec::with_capacity(postings.len());
+    for (posting, deadline) in postings.iter().zip(deadlines) {
+        let alone = shared
+            .storage
+            .apply_batch(std::slice::from_ref(posting), *deadline)
+            .await;
+        shared.sent(1);
+        results.push(match alone {
+            Ok(mut answers) if answers.len() == 1 => answers.remove(0),
+            Ok(answers) => Err(LedgerError::unavailable_because(format!(
+                "a batch of 1 posting came back with {} answers",
+                answers.len()
+            ))),
+            Err(error) => Err(error),
+        });
+    }
+    Ok(results)
 }
 
 /// The answers of a batch that failed as a whole: 503 for every member. A

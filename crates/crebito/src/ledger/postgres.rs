@@ -40,7 +40,7 @@ use super::batch::{ApplyBatch, Batcher, Posting, PostingResult, Scope};
 use super::migrations::{self, Migration};
 use super::{
     history_bounds, history_page, stored_posting_id, AccountAudit, AuditReport, ErrorChain, Ledger,
-    LedgerError, LedgerOptions, PostingRow, Unhealthy,
+    LedgerError, LedgerOptions, PostingRow, RowRefused, Unhealthy, UnsupportedDatabase,
 };
 use crate::domain::{
     AccountId, Balance, HistoryPage, IdempotencyKey, Kind, PageSize, PostedTransaction,
@@ -347,6 +347,7 @@ impl PostgresLedger {
     /// [`LedgerError::Unavailable`].
     pub async fn connect(url: &str, options: &LedgerOptions) -> Result<Self, LedgerError> {
         let ledger = Self::new(url, options)?;
+        ledger.check_encoding().await?;
         ledger.migrate().await?;
         // Serving cold is slower for the first requests, never wrong: a
         // warm-up that fails or takes too long is only worth a warning.
@@ -391,6 +392,37 @@ impl PostgresLedger {
             drop(client.into_object());
         }
         Ok(())
+    }
+
+    /// Refuses a database whose encoding is not UTF8 (docs/deployment.md):
+    /// in any other, `char_length` does not count the characters of a
+    /// `descricao` (SQL_ASCII counts bytes), so the schema's `CHECK` would
+    /// refuse valid postings (docs/contract.md §2.1). Errors:
+    /// [`LedgerError::Unavailable`] with an [`UnsupportedDatabase`] cause
+    /// that names the encoding and how to create a database that works.
+    pub async fn check_encoding(&self) -> Result<(), LedgerError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_one(
+                "SELECT current_database()::text, pg_encoding_to_char(encoding)::text
+                 FROM pg_database WHERE datname = current_database()",
+                &[],
+            )
+            .await?;
+        let (database, encoding): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        if encoding == "UTF8" {
+            return Ok(());
+        }
+        Err(LedgerError::unavailable(
+            format!("{} cannot hold the ledger", self.db.target),
+            UnsupportedDatabase(format!(
+                "database {database:?} is encoded {encoding}, and crebito needs UTF8 (a \
+                 descricao is 1 to 10 characters, which only a UTF8 database counts as \
+                 characters); create the database with \
+                 CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0 \
+                 (see docs/deployment.md)"
+            )),
+        ))
     }
 
     /// Applies the embedded migrations that are not yet recorded, under a
@@ -809,16 +841,48 @@ impl PostgresBatches {
     }
 }
 
-/// Maps the errors a `post_batch` call can raise. Any error aborts the
-/// whole call, so nothing of the batch was applied; only a server that
-/// takes no writes (read-only, SQLSTATE 25006) is worth a retry on a fresh
-/// connection right away.
+/// The constraint of `accounts` that backs the limit rule
+/// (migrations/postgres/0001_schema.sql): its violation is a debit past the
+/// limit; any other constraint's is a row the schema refuses
+/// ([`RowRefused`]).
+const BALANCE_CONSTRAINT: &str = "balance_within_limit";
+
+/// The constraint `error` reports as violated (SQLSTATE class 23:
+/// integrity constraint violation), `unnamed` when the server names none;
+/// `None` for any other error.
+fn violated_constraint(error: &tokio_postgres::Error) -> Option<&str> {
+    let db = error.as_db_error()?;
+    db.code()
+        .code()
+        .starts_with("23")
+        .then(|| db.constraint().unwrap_or("unnamed"))
+}
+
+/// Maps the errors a posting's statement (`post_batch` or
+/// [`POST_ONE_SQL`]) can raise. Any error aborts the whole call, so nothing
+/// of the batch was applied; only a server that takes no writes
+/// (read-only, SQLSTATE 25006) is worth a retry on a fresh connection right
+/// away. A row refused by a constraint other than [`BALANCE_CONSTRAINT`]
+/// is a [`RowRefused`], so that the queue applies the batch's postings one
+/// by one and only that posting fails.
 fn batch_error(error: tokio_postgres::Error) -> Failed {
-    match error.code() {
-        Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => Failed::NotApplied(error.into()),
-        // statement_timeout, the CHECK (a second line of defence that a
-        // correct batch never reaches), a server error: 503 for all.
-        _ => Failed::Other(error.into()),
+    if error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+        return Failed::NotApplied(error.into());
+    }
+    let refused = violated_constraint(&error)
+        .filter(|constraint| *constraint != BALANCE_CONSTRAINT)
+        .map(str::to_owned);
+    match refused {
+        Some(constraint) => Failed::Other(LedgerError::unavailable(
+            "PostgreSQL refused a posting",
+            RowRefused {
+                constraint,
+                source: error.into(),
+            },
+        )),
+        // statement_timeout, the balance CHECK (a second line of defence
+        // that a correct batch never reaches), a server error: 503 for all.
+        None => Failed::Other(error.into()),
     }
 }
 
@@ -857,10 +921,11 @@ impl PostgresBatches {
                 return Ok(Err(PostingError::Overflow.into()));
             }
             // The balance CHECK, the second line of defence: refused.
-            Err(e) if e.code() == Some(&SqlState::CHECK_VIOLATION) => {
+            Err(e) if violated_constraint(&e) == Some(BALANCE_CONSTRAINT) => {
                 return Ok(Err(PostingError::LimitExceeded.into()));
             }
-            // A read-only server, statement_timeout, a lost connection.
+            // A read-only server, statement_timeout, a lost connection,
+            // another constraint.
             Err(e) => return Err(batch_error(e)),
         };
         Ok(match rows.first() {

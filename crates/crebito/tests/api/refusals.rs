@@ -1,16 +1,22 @@
 //! One refusal type per cause (docs/contract.md §2.4, §2.5): a debit is
-//! only ever refused for the limit, alone, under a key and in a batch.
+//! only ever refused for the limit, alone, under a key and in a batch; a
+//! row the database refuses by a constraint other than the balance's is
+//! never `limit-exceeded` and fails only its own posting, not its batch.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crebito::domain::{AccountId, Amount, Description, IdempotencyKey, Kind, Transaction};
 use crebito::ledger::batch::{ApplyBatch, Posting, PostingResult};
-use crebito::ledger::{AnyLedger, Ledger};
+use crebito::ledger::{AnyLedger, ErrorChain, Ledger, LedgerError};
 use serde_json::json;
 
-use crate::helpers::{self, TestApp};
+use crate::helpers::{self, Backend, TestApp};
 
-on_every_ledger!(a_debit_is_only_ever_refused_for_the_limit);
+on_every_ledger!(
+    a_debit_is_only_ever_refused_for_the_limit,
+    a_row_the_database_refuses_fails_only_its_own_posting,
+);
 
 fn posting(kind: Kind, cents: i64, text: &str, key: Option<&str>) -> Posting {
     Posting {
@@ -91,4 +97,105 @@ async fn a_debit_is_only_ever_refused_for_the_limit(app: TestApp) {
     assert_eq!(kinds, [limit, "-1", limit, "-100000", limit]);
     let report = app.ledger.audit().await.unwrap();
     assert!(report.holds(), "{report:?}");
+}
+
+/// Adds, behind the ledger's back, a constraint that refuses the row of
+/// any posting described `forbidden` (a valid description).
+async fn forbid(url: &str) {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER forbidden BEFORE INSERT ON transactions
+             WHEN NEW.description = 'forbidden'
+             BEGIN SELECT RAISE(ABORT, 'description_not_forbidden'); END",
+        )
+        .unwrap();
+        return;
+    }
+    helpers::admin_session(url)
+        .await
+        .batch_execute(
+            "ALTER TABLE transactions ADD CONSTRAINT description_not_forbidden
+             CHECK (description <> 'forbidden')",
+        )
+        .await
+        .unwrap();
+}
+
+/// True when `error`'s whole cause names the constraint [`forbid`] adds.
+fn names_constraint(error: &LedgerError) -> bool {
+    ErrorChain(error)
+        .to_string()
+        .contains("description_not_forbidden")
+}
+
+/// What holds the storage that account 1's postings need, so that the
+/// postings sent meanwhile queue up and go in one batch once it ends: the
+/// account's row lock (PostgreSQL), the write lock (SQLite).
+enum Hold {
+    Postgres(tokio_postgres::Client),
+    Sqlite(rusqlite::Connection),
+}
+
+impl Hold {
+    async fn take(url: &str) -> Hold {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            return Hold::Sqlite(conn);
+        }
+        let session = helpers::admin_session(url).await;
+        helpers::hold_account_row(&session, 1).await;
+        Hold::Postgres(session)
+    }
+
+    async fn release(self) {
+        match self {
+            Hold::Postgres(session) => session.batch_execute("ROLLBACK").await.unwrap(),
+            Hold::Sqlite(conn) => conn.execute_batch("ROLLBACK").unwrap(),
+        }
+    }
+}
+
+async fn a_row_the_database_refuses_fails_only_its_own_posting(backend: Backend) {
+    let (url, _dir) = helpers::fresh_database(backend).await;
+    let ledger = Arc::new(helpers::open_ledger(&url).await);
+    forbid(&url).await;
+    // Alone: a 503 for that posting, never `limit-exceeded`.
+    let forbidden = posting(Kind::Credit, 1, "forbidden", None).transaction;
+    let alone = ledger.post(AccountId::new(1).unwrap(), &forbidden, None).await;
+    assert!(
+        matches!(&alone, Err(e @ LedgerError::Unavailable { .. }) if names_constraint(e)),
+        "{alone:?}"
+    );
+    // In a batch: the others are applied, in order.
+    let hold = Hold::take(&url).await;
+    let mut tasks = Vec::new();
+    for text in ["first", "a", "b", "forbidden", "c", "d"] {
+        let ledger = ledger.clone();
+        let transaction = posting(Kind::Credit, 1, text, None).transaction;
+        tasks.push(tokio::spawn(async move {
+            ledger
+                .post(AccountId::new(1).unwrap(), &transaction, None)
+                .await
+        }));
+        // "first" goes alone and waits on the lock; the others queue.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hold.release().await;
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(match task.await.unwrap() {
+            Ok(balance) => balance.balance.to_string(),
+            Err(e @ LedgerError::Unavailable { .. }) if names_constraint(&e) => {
+                "refused".to_owned()
+            }
+            Err(e) => format!("{e:?}"),
+        });
+    }
+    assert_eq!(answers, ["1", "2", "3", "refused", "4", "5"]);
+    let report = ledger.audit().await.unwrap();
+    assert!(report.holds(), "{report:?}");
+    let account = report.accounts.iter().find(|a| a.account == 1).unwrap();
+    assert_eq!((account.balance, account.transactions), (5, 5));
 }

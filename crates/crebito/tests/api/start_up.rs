@@ -1,5 +1,6 @@
 //! Start-up (PostgreSQL): no stored balance and no lock held by another
-//! session stops an instance from starting.
+//! session stops an instance from starting, and a database that cannot
+//! hold the contract is refused at once with an error that says why.
 
 use std::time::{Duration, Instant};
 
@@ -66,4 +67,48 @@ async fn a_stored_balance_or_a_held_row_lock_does_not_stop_a_start() {
     serves(&base, i64::MAX).await;
     session.batch_execute("ROLLBACK").await.unwrap();
     drop(third);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_not_encoded_in_utf8_is_refused_at_start() {
+    let url = helpers::fresh_postgres_database().await;
+    let admin = admin_session(&url).await;
+    let name: String = admin
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let ascii = format!("{name}_ascii");
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {ascii} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' \
+             TEMPLATE template0"
+        ))
+        .await
+        .unwrap();
+    let ascii_url = url.replacen(&format!("/{name}"), &format!("/{ascii}"), 1);
+    let listen = format!("127.0.0.1:{}", helpers::free_port());
+    let mut process = Crebito::spawn(
+        &["serve", "--listen", &listen],
+        &[("DATABASE_URL", &ascii_url)],
+    );
+    // Refused at once, not retried for 30 s: waiting does not change it.
+    let code = process.wait(Duration::from_secs(15));
+    assert_eq!(code, Some(1));
+    let log = process.log();
+    for needle in ["SQL_ASCII", "UTF8", "CREATE DATABASE", "docs/deployment.md"] {
+        assert!(log.contains(needle), "{needle:?} in:\n{log}");
+    }
+    assert!(!log.contains("retrying"), "{log}");
+    // Nothing was created in it.
+    let tables: i64 = admin_session(&ascii_url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0);
 }
