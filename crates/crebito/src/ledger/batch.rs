@@ -259,6 +259,7 @@ impl<A: ApplyBatch> Batcher<A> {
             let mut queues = lock(&shared.queues);
             match queues.get_mut(&key) {
                 Some(queue) if queue.len() >= shared.options.max_queue => {
+                    shared.metrics.posting(UNAVAILABLE);
                     return Err(LedgerError::unavailable(
                         format!("posting queue full ({} waiting)", queue.len()),
                         QueueRefusal::Full,
@@ -283,6 +284,7 @@ impl<A: ApplyBatch> Batcher<A> {
                     queue.len() < before
                 });
                 if removed {
+                    shared.metrics.posting(UNAVAILABLE);
                     Err(LedgerError::unavailable(
                         format!(
                             "posting waited {} ms in the queue",
@@ -365,6 +367,7 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
             }
         };
         for waiting in expired {
+            shared.metrics.posting(UNAVAILABLE);
             let _ = waiting.answer.send(Err(LedgerError::unavailable(
                 "posting left the queue unapplied",
                 QueueRefusal::WaitedTooLong,
@@ -420,6 +423,9 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
             Err(error) => failed(answers.len(), error),
         };
         for (answer, result) in answers.into_iter().zip(results) {
+            // Counted here, where the outcome is decided: a client that
+            // hung up while its posting waited is counted too.
+            shared.metrics.posting(outcome_label(&result));
             let _ = answer.send(result);
         }
     }
@@ -430,6 +436,23 @@ impl<A> Shared<A> {
     fn sent(&self, postings: usize) {
         lock(&self.sizes)[size_bucket(postings)] += 1;
         self.metrics.batch(postings);
+    }
+}
+
+/// The `unavailable` outcome of `crebito_postings_total`.
+const UNAVAILABLE: &str = "unavailable";
+
+/// The `outcome` label of `crebito_postings_total` for a posting's answer
+/// (docs/operations.md).
+fn outcome_label(result: &PostingResult) -> &'static str {
+    use crate::domain::PostingError;
+    match result {
+        Ok(_) => "applied",
+        Err(LedgerError::Refused(PostingError::LimitExceeded)) => "limit_exceeded",
+        Err(LedgerError::Refused(PostingError::Overflow)) => "overflow",
+        Err(LedgerError::Refused(PostingError::IdempotencyKeyReused)) => "idempotency_key_reused",
+        Err(LedgerError::AccountNotFound) => "account_not_found",
+        Err(LedgerError::Unavailable { .. }) => UNAVAILABLE,
     }
 }
 
