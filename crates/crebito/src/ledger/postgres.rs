@@ -2,7 +2,7 @@
 //!
 //! * Postings go through the instance's per-account queues
 //!   ([`super::batch`]): a batch is ONE call of the `post_batch` function
-//!   (migrations/postgres/0006_post_batch.sql) — one round trip, one
+//!   (migrations/postgres/0006_post_batch.sql, revised by 0007) — one round trip, one
 //!   transaction, one commit — which locks the account's row, judges each
 //!   posting on the balance left by the ones before it, inserts the rows
 //!   and writes the balance once. No interleaving can overdraw or lose an
@@ -52,7 +52,8 @@ use crate::metrics::{PoolStatus, StorageMetrics};
 const MIGRATION_LOCK: i64 = 0x0063_7265_6269_746f; // "crebito" in ASCII
 
 /// A batch of postings to one account (see the function's own comment in
-/// migrations/postgres/0006_post_batch.sql for the shapes).
+/// migrations/postgres/0006_post_batch.sql for the shapes; its body now
+/// is 0007_post_batch_revised.sql's).
 const POST_BATCH_SQL: &str = "\
 SELECT outcomes, balances, credit_limit FROM post_batch($1, $2, $3, $4, $5, $6)";
 

@@ -301,8 +301,14 @@ mod tests {
             Err(501)
         );
         // chunked at most once (RFC 9112 §6.1), on one field line or two.
-        assert_eq!(status(&[("transfer-encoding", "chunked, chunked")]), Err(400));
-        assert_eq!(status(&[("transfer-encoding", "chunked,Chunked")]), Err(400));
+        assert_eq!(
+            status(&[("transfer-encoding", "chunked, chunked")]),
+            Err(400)
+        );
+        assert_eq!(
+            status(&[("transfer-encoding", "chunked,Chunked")]),
+            Err(400)
+        );
         assert_eq!(
             status(&[
                 ("transfer-encoding", "chunked"),

@@ -364,6 +364,43 @@ async fn a_failed_batch_applies_none_of_its_postings_postgres() {
     assert_eq!(ledger.postings().await.unwrap().len(), 0);
 }
 
+/// The fastest of three applications of `n` credits of 1 cent to account
+/// 1 as one batch, straight to `storage`.
+async fn fastest_batch_of<A: ApplyBatch>(storage: &A, n: usize) -> Duration {
+    let batch: Vec<Posting> = (0..n)
+        .map(|_| posting(1, Kind::Credit, 1, "linear", None))
+        .collect();
+    let mut fastest = Duration::MAX;
+    for _ in 0..3 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let started = Instant::now();
+        let results = storage.apply_batch(&batch, deadline).await.unwrap();
+        fastest = fastest.min(started.elapsed());
+        assert!(results.iter().all(Result::is_ok));
+    }
+    fastest
+}
+
+/// A batch's cost in PostgreSQL grows linearly with its size
+/// (`--batch-max-postings`, docs/configuration.md): four times the
+/// postings take under six times as long (about three here), where a cost
+/// quadratic in the batch took about ten at these sizes. The fastest of
+/// three runs of each size is compared, to damp a busy machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_costs_time_linear_in_its_size_postgres() {
+    let url = support::fresh_postgres_database().await;
+    let AnyLedger::Postgres(ledger) = support::open_ledger(&url).await else {
+        unreachable!()
+    };
+    let small = fastest_batch_of(ledger.batches(), 4_000).await;
+    let large = fastest_batch_of(ledger.batches(), 16_000).await;
+    let ratio = large.as_secs_f64() / small.as_secs_f64();
+    assert!(
+        ratio < 6.0,
+        "4,000 postings took {small:?}, 16,000 took {large:?}: {ratio:.1} times as long"
+    );
+}
+
 /// A key-less batch is judged on the balance read without a lock and
 /// written only if the balance is still the one it was judged on; when
 /// another transaction moved it in between, the batch is judged again on
@@ -689,7 +726,7 @@ async fn a_crash_mid_load_loses_nothing_acknowledged_sqlite() {
 
 /// A PostgreSQL ledger migrated by the release before group commit (every
 /// migration up to 0005, with a posting and its recorded key) upgrades on
-/// the next start: `post_batch` (0006) is added, nothing else is re-applied,
+/// the next start: `post_batch` (0006, revised by 0007) is added, nothing else is re-applied,
 /// and the recorded key still replays through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_migrated_before_group_commit_upgrades_postgres() {

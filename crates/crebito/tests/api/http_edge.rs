@@ -616,16 +616,31 @@ async fn chunked_applied_twice_is_refused_and_closes_the_connection() {
     // The other combinations of RFC 9112 §6.1 and §6.3.
     let refused = [
         // chunked not last: 400 (hyper).
-        ("Transfer-Encoding: chunked, gzip\r\n", 400, "malformed-request"),
+        (
+            "Transfer-Encoding: chunked, gzip\r\n",
+            400,
+            "malformed-request",
+        ),
         // a coding the server does not implement, chunked last: 501.
-        ("Transfer-Encoding: identity, chunked\r\n", 501, "unsupported-transfer-encoding"),
-        ("Transfer-Encoding: gzip, chunked\r\n", 501, "unsupported-transfer-encoding"),
+        (
+            "Transfer-Encoding: identity, chunked\r\n",
+            501,
+            "unsupported-transfer-encoding",
+        ),
+        (
+            "Transfer-Encoding: gzip, chunked\r\n",
+            501,
+            "unsupported-transfer-encoding",
+        ),
     ];
     for (fields, status, kind) in refused {
         let request = format!("{POST_HEAD}{fields}\r\n{chunk}");
         let response = exchange(&server, request.as_bytes()).await;
         assert_eq!(response.status, status, "{fields:?}: {response:?}");
-        assert_eq!(response.problem_type(), format!("urn:crebito:problem:{kind}"));
+        assert_eq!(
+            response.problem_type(),
+            format!("urn:crebito:problem:{kind}")
+        );
     }
     // Transfer-Encoding in HTTP/1.0: 400 (hyper).
     let request = format!(
@@ -638,9 +653,8 @@ async fn chunked_applied_twice_is_refused_and_closes_the_connection() {
     // Transfer-Encoding and Content-Length: framed by the chunked coding
     // alone, then the connection is closed (RFC 9112 §6.3).
     let mut stream = server.connect().await;
-    let request = format!(
-        "{POST_HEAD}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}"
-    );
+    let request =
+        format!("{POST_HEAD}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}");
     stream.write_all(request.as_bytes()).await.unwrap();
     let response = read_response(&mut stream, Duration::from_secs(5)).await;
     assert_eq!(response.status, 200, "{response:?}");

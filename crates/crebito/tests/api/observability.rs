@@ -445,7 +445,11 @@ async fn postings_whose_clients_hung_up_are_counted_postgres() {
     let mut clients = Vec::new();
     for i in 0..25 {
         // Every fifth a debit past the limit (100000): refused.
-        let (valor, tipo) = if i % 5 == 4 { (1_000_000, "d") } else { (1, "c") };
+        let (valor, tipo) = if i % 5 == 4 {
+            (1_000_000, "d")
+        } else {
+            (1, "c")
+        };
         let request = impatient
             .post(app.url("/clientes/1/transacoes"))
             .header("content-type", "application/json")
@@ -458,11 +462,18 @@ async fn postings_whose_clients_hung_up_are_counted_postgres() {
         }
     }
     for client in clients {
-        assert!(client.await.unwrap(), "a client was answered behind the lock");
+        assert!(
+            client.await.unwrap(),
+            "a client was answered behind the lock"
+        );
     }
     session.batch_execute("ROLLBACK").await.unwrap();
     let total = |text: &str, outcome: &str| {
-        sample(text, &format!(r#"crebito_postings_total{{outcome="{outcome}"}}"#)).unwrap_or(0.0)
+        sample(
+            text,
+            &format!(r#"crebito_postings_total{{outcome="{outcome}"}}"#),
+        )
+        .unwrap_or(0.0)
     };
     let outcomes = [
         "applied",

@@ -163,7 +163,9 @@ async fn a_row_the_database_refuses_fails_only_its_own_posting(backend: Backend)
     forbid(&url).await;
     // Alone: a 503 for that posting, never `limit-exceeded`.
     let forbidden = posting(Kind::Credit, 1, "forbidden", None).transaction;
-    let alone = ledger.post(AccountId::new(1).unwrap(), &forbidden, None).await;
+    let alone = ledger
+        .post(AccountId::new(1).unwrap(), &forbidden, None)
+        .await;
     assert!(
         matches!(&alone, Err(e @ LedgerError::Unavailable { .. }) if names_constraint(e)),
         "{alone:?}"

@@ -1,7 +1,14 @@
--- post_batch (0006) judges a debit against -limit without computing a
--- balance below 64-bit cents: a debit is only ever refused for the limit,
--- never as an overflow, which only a credit can cause (docs/contract.md
--- §2.4). Otherwise as in 0006, whose comment describes the function.
+-- post_batch (0006), revised; 0006's comment describes the function.
+--
+-- * A debit is judged against -limit without computing a balance below
+--   64-bit cents: a debit is only ever refused for the limit, never as an
+--   overflow, which only a credit can cause (docs/contract.md §2.4).
+-- * Its cost is linear in the batch: the accepted rows are inserted from
+--   the arrays unnested side by side with the outcomes, where 0006 read
+--   p_kinds[i] and p_descriptions[i] by subscript for each accepted i —
+--   each such read of a text array walks it from its start, so a batch of
+--   n postings cost O(n^2) (10,000 postings 0.3 s, 30,000 2.4 s; now 0.08 s
+--   and 0.24 s, docs/configuration.md).
 CREATE OR REPLACE FUNCTION post_batch(
     p_account      integer,
     p_amounts      bigint[],
@@ -21,7 +28,7 @@ DECLARE
     delta    bigint;
     outcome  text;
     posted   bigint;
-    accepted integer[];
+    accepted integer;
     recorded record;
 BEGIN
     LOOP
@@ -38,7 +45,7 @@ BEGIN
         opening := running;
         outcomes := '{}';
         balances := '{}';
-        accepted := '{}';
+        accepted := 0;
         FOR i IN 1 .. coalesce(array_length(p_amounts, 1), 0) LOOP
             posted := NULL;
             IF p_keys[i] IS NOT NULL THEN
@@ -71,7 +78,7 @@ BEGIN
                 delta := CASE p_kinds[i] WHEN 'c' THEN p_amounts[i] ELSE -p_amounts[i] END;
                 running := running + delta;
                 posted := running;
-                accepted := accepted || i;
+                accepted := accepted + 1;
                 outcome := 'posted';
             END IF;
             IF p_keys[i] IS NOT NULL THEN
@@ -81,7 +88,7 @@ BEGIN
             outcomes := outcomes || outcome;
             balances := balances || posted;
         END LOOP;
-        IF cardinality(accepted) = 0 THEN
+        IF accepted = 0 THEN
             RETURN;
         END IF;
         IF locked THEN
@@ -94,9 +101,12 @@ BEGIN
         -- this time under the row lock.
         locked := true;
     END LOOP;
+    -- outcomes[i] is 'posted' exactly for the postings applied now.
     INSERT INTO transactions (account_id, amount, kind, description)
-    SELECT p_account, p_amounts[a.i], p_kinds[a.i], p_descriptions[a.i]
-      FROM unnest(accepted) WITH ORDINALITY AS a (i, n)
-     ORDER BY a.n;
+    SELECT p_account, t.amount, t.kind, t.description
+      FROM unnest(p_amounts, p_kinds, p_descriptions, outcomes)
+           WITH ORDINALITY AS t (amount, kind, description, judged, n)
+     WHERE t.judged = 'posted'
+     ORDER BY t.n;
 END
 $$;
