@@ -292,7 +292,8 @@ pub enum PostingError {
     /// The debit would leave the balance below `-limit` (docs/contract.md §3).
     #[error("debit would exceed the account's limit")]
     LimitExceeded,
-    /// The new balance does not fit a signed 64-bit integer of cents.
+    /// A credit would take the balance past `i64::MAX` cents (a debit is
+    /// only ever [`PostingError::LimitExceeded`]; docs/contract.md §2.4).
     #[error("the new balance would overflow")]
     Overflow,
     /// The `Idempotency-Key` was first used on this account for a different
