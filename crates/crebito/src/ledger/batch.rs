@@ -537,7 +537,8 @@ mod tests {
     }
 
     /// Records every batch; answers each posting with its amount as the
-    /// balance, after `delay`; fails batches containing amount 13.
+    /// balance, after `delay`; fails batches containing amount 13, and
+    /// those containing 17 as a refused row.
     #[derive(Default)]
     struct Recorder {
         batches: Mutex<Vec<Vec<i64>>>,
@@ -561,6 +562,15 @@ mod tests {
             lock(&self.batches).push(amounts.clone());
             tokio::time::sleep(self.delay).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if amounts.contains(&17) {
+                return Err(LedgerError::unavailable(
+                    "refused",
+                    crate::ledger::RowRefused {
+                        constraint: "no_17".into(),
+                        source: "row 17".into(),
+                    },
+                ));
+            }
             if amounts.contains(&13) {
                 // A cause that `crebito_unavailable_total` names.
                 return Err(LedgerError::unavailable(
@@ -718,6 +728,52 @@ mod tests {
         }
         // The queue recovers.
         assert!(batcher.post(posting(1, 2)).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_refused_for_one_row_is_applied_one_by_one_and_every_outcome_is_counted() {
+        let storage = recorder(10);
+        let metrics = StorageMetrics::default();
+        let batcher = Batcher::new(
+            storage.clone(),
+            Scope::Instance,
+            BatchOptions::default(),
+            metrics.clone(),
+        );
+        let first = tokio::spawn({
+            let b = batcher.clone();
+            async move { b.post(posting(1, 1)).await }
+        });
+        tokio::task::yield_now().await;
+        let members: Vec<_> = [2, 17, 3]
+            .into_iter()
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.post(posting(1, i)).await })
+            })
+            .collect();
+        assert!(first.await.unwrap().is_ok());
+        let mut answers = Vec::new();
+        for member in members {
+            answers.push(match member.await.unwrap() {
+                Ok(balance) => balance.balance.to_string(),
+                Err(e) if e.row_refused() => "refused".to_owned(),
+                Err(e) => format!("{e:?}"),
+            });
+        }
+        assert_eq!(answers, ["2", "refused", "3"]);
+        assert_eq!(
+            *lock(&storage.batches),
+            vec![vec![1], vec![2, 17, 3], vec![2], vec![17], vec![3]]
+        );
+        // Each posting counted once, by its own outcome.
+        let text = crate::metrics::Metrics::new("test", Some(&metrics), || None).render();
+        for line in [
+            r#"crebito_postings_total{outcome="applied"} 3"#,
+            r#"crebito_postings_total{outcome="unavailable"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
