@@ -12,7 +12,11 @@
 //!   the statement timed out), none of it is applied — or, when the
 //!   connection was lost after the batch was sent, its outcome is unknown —
 //!   and every member is answered [`LedgerError::Unavailable`] (503) with
-//!   the batch's cause ([`BatchFailed`]).
+//!   the batch's cause ([`BatchFailed`]) — except a batch the database
+//!   refused for one posting's row ([`super::RowRefused`]): its postings
+//!   are applied again one by one, and only that posting fails.
+//! * Each posting's outcome is counted in `crebito_postings_total` here,
+//!   where it is decided, also when its client has hung up meanwhile.
 //! * Queues are keyed by [`Scope`]: one per account on PostgreSQL, so that
 //!   postings for one account — a hot one, or one whose row another session
 //!   keeps locked — hold at most one pooled connection and never starve the
