@@ -297,7 +297,8 @@ pub enum PostingError {
     /// The debit would leave the balance below `-limit` (docs/contract.md §3).
     #[error("debit would exceed the account's limit")]
     LimitExceeded,
-    /// The new balance does not fit a signed 64-bit integer of cents.
+    /// A credit would take the balance past `i64::MAX` cents (a debit is
+    /// only ever [`PostingError::LimitExceeded`]; docs/contract.md §2.4).
     #[error("the new balance would overflow")]
     Overflow,
     /// The `Idempotency-Key` was first used on this account for a different
@@ -310,14 +311,18 @@ pub enum PostingError {
 /// `delta` to `balance` on an account whose overdraft limit is `limit`.
 ///
 /// A balance of exactly `-limit` is allowed; one cent less is refused with
-/// [`PostingError::LimitExceeded`]. Arithmetic overflow is refused with
-/// [`PostingError::Overflow`].
+/// [`PostingError::LimitExceeded`]. A credit that would take the balance
+/// past `i64::MAX` is refused with [`PostingError::Overflow`]; a debit can
+/// only ever be refused for the limit: one that would take the balance
+/// below `i64::MIN` takes it far below `-limit` (`limit >= 0`), so it is
+/// [`PostingError::LimitExceeded`] too (docs/contract.md §2.4).
 pub fn apply(balance: i64, limit: i64, delta: i64) -> Result<i64, PostingError> {
-    let new_balance = balance.checked_add(delta).ok_or(PostingError::Overflow)?;
-    if new_balance < -limit {
-        return Err(PostingError::LimitExceeded);
+    match balance.checked_add(delta) {
+        Some(new_balance) if new_balance < -limit => Err(PostingError::LimitExceeded),
+        Some(new_balance) => Ok(new_balance),
+        None if delta < 0 => Err(PostingError::LimitExceeded),
+        None => Err(PostingError::Overflow),
     }
-    Ok(new_balance)
 }
 
 /// The result of a successful posting: the account's state right after it.
@@ -603,10 +608,25 @@ mod tests {
         assert_eq!(apply(i64::MAX, 0, 1), Err(PostingError::Overflow));
         assert_eq!(apply(i64::MAX - 1, 0, 1), Ok(i64::MAX));
         assert_eq!(apply(-1, 0, -i64::MAX), Err(PostingError::LimitExceeded));
+    }
+
+    #[test]
+    fn a_debit_is_only_ever_refused_for_the_limit() {
+        // Below i64::MIN is below any -limit: the limit, not an overflow.
+        assert_eq!(apply(-2, 0, -i64::MAX), Err(PostingError::LimitExceeded));
+        assert_eq!(
+            apply(-2, 100_000, -i64::MAX),
+            Err(PostingError::LimitExceeded)
+        );
         assert_eq!(
             apply(i64::MIN + 1, i64::MAX, -2),
-            Err(PostingError::Overflow)
+            Err(PostingError::LimitExceeded)
         );
+        assert_eq!(
+            apply(-i64::MAX, i64::MAX, -1),
+            Err(PostingError::LimitExceeded)
+        );
+        assert_eq!(apply(0, i64::MAX, -i64::MAX), Ok(-i64::MAX));
     }
 
     #[test]

@@ -138,8 +138,9 @@ async fn purge_idempotency_keys(ledger: Arc<AnyLedger>, retention: Duration) {
 /// (`--connect-timeout-secs`), saying each time which attempt of how many
 /// failed. Attempt `n` starts `n - 1` seconds after the first; one that is
 /// still running when its successor's second comes uses that slot up, so
-/// numbers may jump. A SQLite file has no server to wait for: its errors
-/// are final.
+/// numbers may jump. A SQLite file has no server to wait for, and a
+/// database that cannot hold the ledger (its encoding) does not change by
+/// waiting: their errors are final.
 async fn open_with_retry(
     settings: &ServeSettings,
 ) -> Result<AnyLedger, crebito::ledger::LedgerError> {
@@ -156,6 +157,9 @@ async fn open_with_retry(
             Ok(ledger) => return Ok(ledger),
             Err(e) => e,
         };
+        if error.is_permanent() {
+            return Err(error);
+        }
         // The first slot not yet begun: attempt n's slot begins n - 1
         // seconds after the start.
         let elapsed = started.elapsed().as_secs();

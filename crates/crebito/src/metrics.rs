@@ -91,6 +91,7 @@ pub struct StorageMetrics {
     round_trips: DurationFamily<OperationLabels>,
     replays: Counter,
     batch_sizes: Histogram,
+    postings: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for StorageMetrics {
@@ -100,6 +101,7 @@ impl Default for StorageMetrics {
             round_trips: Family::new_with_constructor(duration_histogram),
             replays: Counter::default(),
             batch_sizes: Histogram::new(BATCH_SIZE_BUCKETS),
+            postings: Family::default(),
         }
     }
 }
@@ -129,6 +131,18 @@ impl StorageMetrics {
     pub fn batch(&self, postings: usize) {
         if self.enabled.load(Ordering::Relaxed) {
             self.batch_sizes.observe(postings as f64);
+        }
+    }
+
+    /// Records the outcome of one posting where the ledger decided it
+    /// (`crebito_postings_total`): `applied`, `limit_exceeded`, `overflow`,
+    /// `idempotency_key_reused`, `account_not_found` or `unavailable`.
+    /// Counted whether or not its client still waits for the answer.
+    pub fn posting(&self, outcome: &'static str) {
+        if self.enabled.load(Ordering::Relaxed) {
+            self.postings
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
         }
     }
 
@@ -290,7 +304,9 @@ impl Metrics {
             Unit::Seconds,
             durations.clone(),
         );
-        let postings = Family::<OutcomeLabels, Counter>::default();
+        // Recorded by the ledger's posting queues, where each outcome is
+        // decided (also for a client that hung up meanwhile).
+        let postings = storage.map(|s| s.postings.clone()).unwrap_or_default();
         registry.register(
             "crebito_postings",
             "Postings that reached the ledger, by outcome: applied, limit_exceeded, overflow, \

@@ -55,7 +55,8 @@ macro_rules! problem_types {
 }
 
 problem_types! {
-    /// The request line or a header field is not valid HTTP/1.1 (RFC 9112 §2.2).
+    /// The request line or a header field is not valid HTTP/1.1 (RFC 9112 §2.2),
+    /// including a `Transfer-Encoding` that is not `chunked` last, or applies it twice (RFC 9112 §6.1, §6.3).
     MalformedRequest = "malformed-request", BAD_REQUEST, "Malformed request";
     /// An HTTP/1.1 request without exactly one valid `Host` (RFC 9112 §3.2).
     InvalidHost = "invalid-host", BAD_REQUEST, "Missing or repeated Host";
@@ -174,6 +175,12 @@ pub enum ApiError {
     /// A `Transfer-Encoding` other than `chunked`: 501 (RFC 9112 §6.1).
     #[error("only the chunked transfer coding is supported")]
     UnsupportedTransferEncoding,
+    /// `chunked` applied more than once (`Transfer-Encoding: chunked,
+    /// chunked`, or in two fields), which RFC 9112 §6.1 forbids: 400, and
+    /// the connection is closed, since the body's framing cannot be
+    /// trusted (RFC 9112 §6.3).
+    #[error("the chunked transfer coding is applied more than once")]
+    RepeatedChunked,
     /// The body is not one well-formed JSON value (syntax error, empty
     /// body, trailing data, invalid UTF-8): 400.
     #[error("malformed JSON: {0}")]
@@ -235,6 +242,7 @@ impl ApiError {
         match self {
             ApiError::InvalidHost(_) => ProblemType::InvalidHost,
             ApiError::UnsupportedTransferEncoding => ProblemType::UnsupportedTransferEncoding,
+            ApiError::RepeatedChunked => ProblemType::MalformedRequest,
             ApiError::MalformedJson(_) => ProblemType::MalformedJson,
             ApiError::UnreadableBody(_) => ProblemType::UnreadableBody,
             ApiError::InvalidField(invalid) => match invalid.rule {
@@ -384,7 +392,7 @@ impl IntoResponse for ApiError {
         match self {
             // The connection cannot carry another request: the body was
             // not (fully) read, or its framing is broken.
-            ApiError::BodyTimeout(_) | ApiError::UnreadableBody(_) => {
+            ApiError::BodyTimeout(_) | ApiError::UnreadableBody(_) | ApiError::RepeatedChunked => {
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -247,19 +247,6 @@ pub(crate) struct StatementRow<'a> {
     realizada_em: String,
 }
 
-/// The `outcome` label of `crebito_postings_total` for a posting's result.
-fn posting_outcome<T>(result: &Result<T, LedgerError>) -> &'static str {
-    use crate::domain::PostingError;
-    match result {
-        Ok(_) => "applied",
-        Err(LedgerError::Refused(PostingError::LimitExceeded)) => "limit_exceeded",
-        Err(LedgerError::Refused(PostingError::Overflow)) => "overflow",
-        Err(LedgerError::Refused(PostingError::IdempotencyKeyReused)) => "idempotency_key_reused",
-        Err(LedgerError::AccountNotFound) => "account_not_found",
-        Err(LedgerError::Unavailable { .. }) => "unavailable",
-    }
-}
-
 #[utoipa::path(
     post,
     path = "/clientes/{id}/transacoes",
@@ -287,16 +274,14 @@ async fn post_transaction<L: Ledger>(
     IdempotencyHeader(key): IdempotencyHeader,
     PostingBody(transaction): PostingBody,
 ) -> Result<Response, ApiError> {
-    let result = ledger_call(
+    // crebito_postings_total is counted by the ledger's posting queue.
+    let balance = ledger_call(
         "post",
         Some(account),
         app.ledger.post(account, &transaction, key.as_ref()),
     )
-    .await;
-    if let Some(metrics) = &app.metrics {
-        metrics.posting(posting_outcome(&result));
-    }
-    let balance = result.map_err(|e| ApiError::for_account(e, account))?;
+    .await
+    .map_err(|e| ApiError::for_account(e, account))?;
     Ok(json_response(
         StatusCode::OK,
         &PostingResponse {

@@ -12,7 +12,11 @@
 //!   the statement timed out), none of it is applied — or, when the
 //!   connection was lost after the batch was sent, its outcome is unknown —
 //!   and every member is answered [`LedgerError::Unavailable`] (503) with
-//!   the batch's cause ([`BatchFailed`]).
+//!   the batch's cause ([`BatchFailed`]) — except a batch the database
+//!   refused for one posting's row ([`super::RowRefused`]): its postings
+//!   are applied again one by one, and only that posting fails.
+//! * Each posting's outcome is counted in `crebito_postings_total` here,
+//!   where it is decided, also when its client has hung up meanwhile.
 //! * Queues are keyed by [`Scope`]: one per account on PostgreSQL, so that
 //!   postings for one account — a hot one, or one whose row another session
 //!   keeps locked — hold at most one pooled connection and never starve the
@@ -259,6 +263,7 @@ impl<A: ApplyBatch> Batcher<A> {
             let mut queues = lock(&shared.queues);
             match queues.get_mut(&key) {
                 Some(queue) if queue.len() >= shared.options.max_queue => {
+                    shared.metrics.posting(UNAVAILABLE);
                     return Err(LedgerError::unavailable(
                         format!("posting queue full ({} waiting)", queue.len()),
                         QueueRefusal::Full,
@@ -283,6 +288,7 @@ impl<A: ApplyBatch> Batcher<A> {
                     queue.len() < before
                 });
                 if removed {
+                    shared.metrics.posting(UNAVAILABLE);
                     Err(LedgerError::unavailable(
                         format!(
                             "posting waited {} ms in the queue",
@@ -365,6 +371,7 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
             }
         };
         for waiting in expired {
+            shared.metrics.posting(UNAVAILABLE);
             let _ = waiting.answer.send(Err(LedgerError::unavailable(
                 "posting left the queue unapplied",
                 QueueRefusal::WaitedTooLong,
@@ -373,11 +380,8 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
         if batch.is_empty() {
             break;
         }
-        let deadline = batch
-            .iter()
-            .map(|w| w.deadline)
-            .min()
-            .unwrap_or_else(Instant::now);
+        let deadlines: Vec<Instant> = batch.iter().map(|w| w.deadline).collect();
+        let deadline = deadlines.iter().copied().min().unwrap_or_else(Instant::now);
         let (postings, answers): (Vec<Posting>, Vec<_>) =
             batch.into_iter().map(|w| (w.posting, w.answer)).unzip();
         // The batch's own span (debug): its postings come from several
@@ -393,8 +397,7 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
             .apply_batch(&postings, deadline)
             .instrument(span.clone())
             .await;
-        lock(&shared.sizes)[size_bucket(postings.len())] += 1;
-        shared.metrics.batch(postings.len());
+        shared.sent(postings.len());
         span.in_scope(|| {
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -402,6 +405,14 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
                 "batch done"
             )
         });
+        let outcome = match outcome {
+            Err(error) if postings.len() > 1 && error.row_refused() => {
+                one_by_one(&shared, &postings, &deadlines, &error)
+                    .instrument(span)
+                    .await
+            }
+            other => other,
+        };
         let results = match outcome {
             Ok(results) if results.len() == answers.len() => results,
             Ok(results) => {
@@ -416,9 +427,73 @@ async fn drain<A: ApplyBatch>(shared: Arc<Shared<A>>, key: Option<AccountId>) {
             Err(error) => failed(answers.len(), error),
         };
         for (answer, result) in answers.into_iter().zip(results) {
+            // Counted here, where the outcome is decided: a client that
+            // hung up while its posting waited is counted too.
+            shared.metrics.posting(outcome_label(&result));
             let _ = answer.send(result);
         }
     }
+}
+
+impl<A> Shared<A> {
+    /// Counts one batch of `postings` sent to the storage.
+    fn sent(&self, postings: usize) {
+        lock(&self.sizes)[size_bucket(postings)] += 1;
+        self.metrics.batch(postings);
+    }
+}
+
+/// The `unavailable` outcome of `crebito_postings_total`.
+const UNAVAILABLE: &str = "unavailable";
+
+/// The `outcome` label of `crebito_postings_total` for a posting's answer
+/// (docs/operations.md).
+fn outcome_label(result: &PostingResult) -> &'static str {
+    use crate::domain::PostingError;
+    match result {
+        Ok(_) => "applied",
+        Err(LedgerError::Refused(PostingError::LimitExceeded)) => "limit_exceeded",
+        Err(LedgerError::Refused(PostingError::Overflow)) => "overflow",
+        Err(LedgerError::Refused(PostingError::IdempotencyKeyReused)) => "idempotency_key_reused",
+        Err(LedgerError::AccountNotFound) => "account_not_found",
+        Err(LedgerError::Unavailable { .. }) => UNAVAILABLE,
+    }
+}
+
+/// The answers to a batch that the database refused as a whole because of
+/// one posting's row ([`super::RowRefused`], `error`): nothing of it was
+/// applied, so each posting is applied again alone, in order, each before
+/// its own `deadlines`, and only the posting whose row is refused fails
+/// (503). Rare by construction: a valid posting meets every constraint of
+/// the schema the ledger creates.
+async fn one_by_one<A: ApplyBatch>(
+    shared: &Shared<A>,
+    postings: &[Posting],
+    deadlines: &[Instant],
+    error: &LedgerError,
+) -> Result<Vec<PostingResult>, LedgerError> {
+    tracing::warn!(
+        error = %super::ErrorChain(error),
+        postings = postings.len(),
+        "the database refused a row of a batch; applying its postings one by one"
+    );
+    let mut results = Vec::with_capacity(postings.len());
+    for (posting, deadline) in postings.iter().zip(deadlines) {
+        let alone = shared
+            .storage
+            .apply_batch(std::slice::from_ref(posting), *deadline)
+            .await;
+        shared.sent(1);
+        results.push(match alone {
+            Ok(mut answers) if answers.len() == 1 => answers.remove(0),
+            Ok(answers) => Err(LedgerError::unavailable_because(format!(
+                "a batch of 1 posting came back with {} answers",
+                answers.len()
+            ))),
+            Err(error) => Err(error),
+        });
+    }
+    Ok(results)
 }
 
 /// The answers of a batch that failed as a whole: 503 for every member. A
@@ -466,7 +541,8 @@ mod tests {
     }
 
     /// Records every batch; answers each posting with its amount as the
-    /// balance, after `delay`; fails batches containing amount 13.
+    /// balance, after `delay`; fails batches containing amount 13, and
+    /// those containing 17 as a refused row.
     #[derive(Default)]
     struct Recorder {
         batches: Mutex<Vec<Vec<i64>>>,
@@ -490,6 +566,15 @@ mod tests {
             lock(&self.batches).push(amounts.clone());
             tokio::time::sleep(self.delay).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if amounts.contains(&17) {
+                return Err(LedgerError::unavailable(
+                    "refused",
+                    crate::ledger::RowRefused {
+                        constraint: "no_17".into(),
+                        source: "row 17".into(),
+                    },
+                ));
+            }
             if amounts.contains(&13) {
                 // A cause that `crebito_unavailable_total` names.
                 return Err(LedgerError::unavailable(
@@ -647,6 +732,52 @@ mod tests {
         }
         // The queue recovers.
         assert!(batcher.post(posting(1, 2)).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_refused_for_one_row_is_applied_one_by_one_and_every_outcome_is_counted() {
+        let storage = recorder(10);
+        let metrics = StorageMetrics::default();
+        let batcher = Batcher::new(
+            storage.clone(),
+            Scope::Instance,
+            BatchOptions::default(),
+            metrics.clone(),
+        );
+        let first = tokio::spawn({
+            let b = batcher.clone();
+            async move { b.post(posting(1, 1)).await }
+        });
+        tokio::task::yield_now().await;
+        let members: Vec<_> = [2, 17, 3]
+            .into_iter()
+            .map(|i| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.post(posting(1, i)).await })
+            })
+            .collect();
+        assert!(first.await.unwrap().is_ok());
+        let mut answers = Vec::new();
+        for member in members {
+            answers.push(match member.await.unwrap() {
+                Ok(balance) => balance.balance.to_string(),
+                Err(e) if e.row_refused() => "refused".to_owned(),
+                Err(e) => format!("{e:?}"),
+            });
+        }
+        assert_eq!(answers, ["2", "refused", "3"]);
+        assert_eq!(
+            *lock(&storage.batches),
+            vec![vec![1], vec![2, 17, 3], vec![2], vec![17], vec![3]]
+        );
+        // Each posting counted once, by its own outcome.
+        let text = crate::metrics::Metrics::new("test", Some(&metrics), || None).render();
+        for line in [
+            r#"crebito_postings_total{outcome="applied"} 3"#,
+            r#"crebito_postings_total{outcome="unavailable"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -92,6 +92,31 @@ impl Unhealthy {
 #[error(transparent)]
 pub struct ConnectFailed(pub BoxError);
 
+/// A posting's row that the database refused by a constraint other than
+/// the balance's `CHECK` (`balance_within_limit`, whose violation is the
+/// limit rule): the posting met every rule of the contract
+/// (docs/contract.md §2.1), so the schema disagrees with it. The cause of
+/// a [`LedgerError::Unavailable`] (503): the batch that held it applied
+/// nothing, and the posting queue applies its members again one by one,
+/// so that only this posting fails ([`super::batch`]).
+#[derive(Debug, Error)]
+#[error("the database refused a posting's row (constraint {constraint})")]
+pub struct RowRefused {
+    /// The constraint's name as the database reports it.
+    pub constraint: String,
+    /// The driver's error.
+    #[source]
+    pub source: BoxError,
+}
+
+/// A database that cannot hold the contract, such as a PostgreSQL
+/// database not encoded in UTF8 (docs/deployment.md): waiting does not
+/// help, so `crebito serve` does not retry it at start. The cause of a
+/// [`LedgerError::Unavailable`]; the message says what to do.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct UnsupportedDatabase(pub String);
+
 /// Why a ledger was unavailable, as counted by `crebito_unavailable_total`
 /// (docs/operations.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +216,29 @@ impl UnavailableCause {
 }
 
 impl LedgerError {
+    /// True when the source chain holds a [`RowRefused`].
+    pub fn row_refused(&self) -> bool {
+        self.caused_by::<RowRefused>()
+    }
+
+    /// True when waiting cannot help: the database cannot hold the
+    /// contract ([`UnsupportedDatabase`] in the source chain).
+    pub fn is_permanent(&self) -> bool {
+        self.caused_by::<UnsupportedDatabase>()
+    }
+
+    /// True when an `E` is in the source chain.
+    fn caused_by<E: Error + 'static>(&self) -> bool {
+        let mut next: Option<&(dyn Error + 'static)> = self.source();
+        while let Some(error) = next {
+            if error.is::<E>() {
+                return true;
+            }
+            next = error.source();
+        }
+        false
+    }
+
     /// Why the ledger was unavailable, read from the source chain; `None`
     /// unless [`LedgerError::Unavailable`].
     pub fn unavailable_cause(&self) -> Option<UnavailableCause> {

@@ -46,6 +46,11 @@ pub const POSTGRES: &[Migration] = &[
     migration!(3, "idempotency_keys", "postgres/0003_idempotency_keys.sql"),
     migration!(5, "history_index", "postgres/0005_history_index.sql"),
     migration!(6, "post_batch", "postgres/0006_post_batch.sql"),
+    migration!(
+        7,
+        "post_batch_revised",
+        "postgres/0007_post_batch_revised.sql"
+    ),
 ];
 
 /// SQLite migrations.

@@ -24,7 +24,10 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use crate::audit::{AccountAudit, AuditReport, PostingRow};
-pub use error::{BoxError, ConnectFailed, ErrorChain, LedgerError, UnavailableCause, Unhealthy};
+pub use error::{
+    BoxError, ConnectFailed, ErrorChain, LedgerError, RowRefused, UnavailableCause, Unhealthy,
+    UnsupportedDatabase,
+};
 
 /// Ledger storage shared by all request handlers.
 ///

@@ -2,7 +2,7 @@
 //!
 //! * Postings go through the instance's per-account queues
 //!   ([`super::batch`]): a batch is ONE call of the `post_batch` function
-//!   (migrations/postgres/0006_post_batch.sql) — one round trip, one
+//!   (migrations/postgres/0006_post_batch.sql, revised by 0007) — one round trip, one
 //!   transaction, one commit — which locks the account's row, judges each
 //!   posting on the balance left by the ones before it, inserts the rows
 //!   and writes the balance once. No interleaving can overdraw or lose an
@@ -40,7 +40,7 @@ use super::batch::{ApplyBatch, Batcher, Posting, PostingResult, Scope};
 use super::migrations::{self, Migration};
 use super::{
     history_bounds, history_page, stored_posting_id, AccountAudit, AuditReport, ErrorChain, Ledger,
-    LedgerError, LedgerOptions, PostingRow, Unhealthy,
+    LedgerError, LedgerOptions, PostingRow, RowRefused, Unhealthy, UnsupportedDatabase,
 };
 use crate::domain::{
     AccountId, Balance, HistoryPage, IdempotencyKey, Kind, PageSize, PostedTransaction,
@@ -52,15 +52,18 @@ use crate::metrics::{PoolStatus, StorageMetrics};
 const MIGRATION_LOCK: i64 = 0x0063_7265_6269_746f; // "crebito" in ASCII
 
 /// A batch of postings to one account (see the function's own comment in
-/// migrations/postgres/0006_post_batch.sql for the shapes).
+/// migrations/postgres/0006_post_batch.sql for the shapes; its body now
+/// is 0007_post_batch_revised.sql's).
 const POST_BATCH_SQL: &str = "\
 SELECT outcomes, balances, credit_limit FROM post_batch($1, $2, $3, $4, $5, $6)";
 
 /// A batch of ONE posting without an idempotency key — nearly every batch
 /// at the official load — as one statement: a data-modifying CTE whose
-/// conditional `UPDATE … WHERE balance + delta >= -credit_limit` takes the
-/// row lock (re-checking the condition on the latest row version) and feeds
-/// the `INSERT`; a refusal writes nothing. Measured against `post_batch` for
+/// conditional `UPDATE` takes the row lock (re-checking the condition on
+/// the latest row version) and feeds the `INSERT`; a refusal writes
+/// nothing. A debit's condition, `balance >= amount - credit_limit`, cannot
+/// pass 64-bit cents, so a debit is only ever refused for the limit; only
+/// a credit's `balance + amount` can overflow (docs/contract.md §2.4). Measured against `post_batch` for
 /// the same batches (scripts/bench-ab, docs/benchmark.md): PostgreSQL spent
 /// 50-100 us more CPU per request on the function call.
 /// Parameters: account, delta, amount (cents), kind, description.
@@ -69,7 +72,7 @@ WITH account AS (
     SELECT credit_limit FROM accounts WHERE id = $1
 ), moved AS (
     UPDATE accounts SET balance = balance + $2
-    WHERE id = $1 AND balance + $2 >= -credit_limit
+    WHERE id = $1 AND CASE WHEN $2::bigint < 0 THEN balance >= -$2 - credit_limit ELSE true END
     RETURNING id, balance
 ), posted AS (
     INSERT INTO transactions (account_id, amount, kind, description)
@@ -199,6 +202,14 @@ impl std::ops::Deref for Lease {
     fn deref(&self) -> &Object {
         self.0
             .as_ref()
+            .expect("a lease holds its connection until released")
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Object {
+        self.0
+            .as_mut()
             .expect("a lease holds its connection until released")
     }
 }
@@ -337,8 +348,21 @@ impl PostgresLedger {
     /// [`LedgerError::Unavailable`].
     pub async fn connect(url: &str, options: &LedgerOptions) -> Result<Self, LedgerError> {
         let ledger = Self::new(url, options)?;
+        ledger.check_encoding().await?;
         ledger.migrate().await?;
-        ledger.warm_up().await?;
+        // Serving cold is slower for the first requests, never wrong: a
+        // warm-up that fails or takes too long is only worth a warning.
+        match tokio::time::timeout(ledger.db.round_trip_timeout, ledger.warm_up()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(
+                error = %ErrorChain(&error),
+                "could not warm up the pooled connections; serving without"
+            ),
+            Err(_) => tracing::warn!(
+                after_ms = ledger.db.round_trip_timeout.as_millis() as u64,
+                "warming up the pooled connections took too long; serving without"
+            ),
+        }
         Ok(ledger)
     }
 
@@ -348,12 +372,16 @@ impl PostgresLedger {
     /// simultaneous postings on one account) does not pay for connection
     /// set-up, planning and the first call of `post_batch` in a session,
     /// which compiles the function (about 4 ms here against 0.3 ms for the
-    /// next call; docs/benchmark.md). Nothing is recorded: the postings of
-    /// the warm-up go to the lowest account id and are rolled back.
+    /// next call; docs/benchmark.md). The statements run on
+    /// [`WARM_UP_ACCOUNT`], which no row can be, so the warm-up reads no
+    /// stored balance, waits on no row lock and records nothing. A
+    /// connection is only given back to the pool once its round trips have
+    /// ended ([`Lease`]): [`Self::connect`] bounds the warm-up and may drop
+    /// it midway.
     async fn warm_up(&self) -> Result<(), LedgerError> {
         let mut held = Vec::with_capacity(self.db.pool.status().max_size);
         for _ in 0..self.db.pool.status().max_size {
-            let mut client = self.db.client().await?;
+            let mut client = self.db.lease().await?;
             for sql in [POST_ONE_SQL, POST_BATCH_SQL, STATEMENT_SQL, HISTORY_SQL] {
                 client.prepare_cached(sql).await?;
             }
@@ -361,7 +389,41 @@ impl PostgresLedger {
             // Held until all are open, so each round opens a new one.
             held.push(client);
         }
+        for client in held {
+            drop(client.into_object());
+        }
         Ok(())
+    }
+
+    /// Refuses a database whose encoding is not UTF8 (docs/deployment.md):
+    /// in any other, `char_length` does not count the characters of a
+    /// `descricao` (SQL_ASCII counts bytes), so the schema's `CHECK` would
+    /// refuse valid postings (docs/contract.md §2.1). Errors:
+    /// [`LedgerError::Unavailable`] with an [`UnsupportedDatabase`] cause
+    /// that names the encoding and how to create a database that works.
+    pub async fn check_encoding(&self) -> Result<(), LedgerError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_one(
+                "SELECT current_database()::text, pg_encoding_to_char(encoding)::text
+                 FROM pg_database WHERE datname = current_database()",
+                &[],
+            )
+            .await?;
+        let (database, encoding): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+        if encoding == "UTF8" {
+            return Ok(());
+        }
+        Err(LedgerError::unavailable(
+            format!("{} cannot hold the ledger", self.db.target),
+            UnsupportedDatabase(format!(
+                "database {database:?} is encoded {encoding}, and crebito needs UTF8 (a \
+                 descricao is 1 to 10 characters, which only a UTF8 database counts as \
+                 characters); create the database with \
+                 CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0 \
+                 (see docs/deployment.md)"
+            )),
+        ))
     }
 
     /// Applies the embedded migrations that are not yet recorded, under a
@@ -544,19 +606,18 @@ impl Database {
     }
 }
 
+/// The account the warm-up runs the hot statements on: `accounts.id` is
+/// `CHECK (id > 0)` (migrations/postgres/0001_schema.sql), so no row can
+/// have it, and the statements find nothing to read, lock or change.
+const WARM_UP_ACCOUNT: i32 = 0;
+
 /// Runs each hot statement once on `client` — a posting alone, a batch
-/// with and without an idempotency key, a statement, a history page — in
-/// a transaction that is rolled back (see [`PostgresLedger::warm_up`]).
-/// Without any account there is nothing to warm up.
-async fn warm_up_statements(client: &mut Object) -> Result<(), LedgerError> {
+/// with and without an idempotency key, a statement, a history page — on
+/// [`WARM_UP_ACCOUNT`], in a transaction that is rolled back (see
+/// [`PostgresLedger::warm_up`]).
+async fn warm_up_statements(client: &mut Lease) -> Result<(), LedgerError> {
     let tx = client.transaction().await?;
-    let Some(account) = tx
-        .query_one("SELECT min(id) FROM accounts", &[])
-        .await?
-        .get::<_, Option<i32>>(0)
-    else {
-        return Ok(());
-    };
+    let account = WARM_UP_ACCOUNT;
     let description = "warm-up";
     tx.query(
         &tx.prepare_cached(POST_ONE_SQL).await?,
@@ -787,16 +848,48 @@ impl PostgresBatches {
     }
 }
 
-/// Maps the errors a `post_batch` call can raise. Any error aborts the
-/// whole call, so nothing of the batch was applied; only a server that
-/// takes no writes (read-only, SQLSTATE 25006) is worth a retry on a fresh
-/// connection right away.
+/// The constraint of `accounts` that backs the limit rule
+/// (migrations/postgres/0001_schema.sql): its violation is a debit past the
+/// limit; any other constraint's is a row the schema refuses
+/// ([`RowRefused`]).
+const BALANCE_CONSTRAINT: &str = "balance_within_limit";
+
+/// The constraint `error` reports as violated (SQLSTATE class 23:
+/// integrity constraint violation), `unnamed` when the server names none;
+/// `None` for any other error.
+fn violated_constraint(error: &tokio_postgres::Error) -> Option<&str> {
+    let db = error.as_db_error()?;
+    db.code()
+        .code()
+        .starts_with("23")
+        .then(|| db.constraint().unwrap_or("unnamed"))
+}
+
+/// Maps the errors a posting's statement (`post_batch` or
+/// [`POST_ONE_SQL`]) can raise. Any error aborts the whole call, so nothing
+/// of the batch was applied; only a server that takes no writes
+/// (read-only, SQLSTATE 25006) is worth a retry on a fresh connection right
+/// away. A row refused by a constraint other than [`BALANCE_CONSTRAINT`]
+/// is a [`RowRefused`], so that the queue applies the batch's postings one
+/// by one and only that posting fails.
 fn batch_error(error: tokio_postgres::Error) -> Failed {
-    match error.code() {
-        Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => Failed::NotApplied(error.into()),
-        // statement_timeout, the CHECK (a second line of defence that a
-        // correct batch never reaches), a server error: 503 for all.
-        _ => Failed::Other(error.into()),
+    if error.code() == Some(&SqlState::READ_ONLY_SQL_TRANSACTION) {
+        return Failed::NotApplied(error.into());
+    }
+    let refused = violated_constraint(&error)
+        .filter(|constraint| *constraint != BALANCE_CONSTRAINT)
+        .map(str::to_owned);
+    match refused {
+        Some(constraint) => Failed::Other(LedgerError::unavailable(
+            "PostgreSQL refused a posting",
+            RowRefused {
+                constraint,
+                source: error.into(),
+            },
+        )),
+        // statement_timeout, the balance CHECK (a second line of defence
+        // that a correct batch never reaches), a server error: 503 for all.
+        None => Failed::Other(error.into()),
     }
 }
 
@@ -835,10 +928,11 @@ impl PostgresBatches {
                 return Ok(Err(PostingError::Overflow.into()));
             }
             // The balance CHECK, the second line of defence: refused.
-            Err(e) if e.code() == Some(&SqlState::CHECK_VIOLATION) => {
+            Err(e) if violated_constraint(&e) == Some(BALANCE_CONSTRAINT) => {
                 return Ok(Err(PostingError::LimitExceeded.into()));
             }
-            // A read-only server, statement_timeout, a lost connection.
+            // A read-only server, statement_timeout, a lost connection,
+            // another constraint.
             Err(e) => return Err(batch_error(e)),
         };
         Ok(match rows.first() {

@@ -34,7 +34,7 @@ use super::idempotency::{NextAction, RecordedKey, RecordedOutcome};
 use super::migrations::{self, Migration};
 use super::{
     history_bounds, history_page, stored_posting_id, AccountAudit, AuditReport, Ledger,
-    LedgerError, LedgerOptions, PostingRow, Unhealthy,
+    LedgerError, LedgerOptions, PostingRow, RowRefused, Unhealthy,
 };
 use crate::domain::{
     self, AccountId, Balance, HistoryPage, IdempotencyKey, Kind, PageSize, PostedTransaction,
@@ -546,9 +546,47 @@ impl ApplyBatch for SqliteBatches {
             })
             .await;
         self.metrics.round_trip("post", started.elapsed());
-        let (results, replays) = outcome??;
+        let (results, replays) = outcome?.map_err(row_refused)?;
         self.metrics.replays(replays);
         Ok(results)
+    }
+}
+
+/// The constraint of `accounts` that backs the limit rule
+/// (migrations/sqlite/0001_schema.sql).
+const BALANCE_CONSTRAINT: &str = "balance_within_limit";
+
+/// `error` with a [`RowRefused`] cause when SQLite refused a row by a
+/// constraint (`SQLITE_CONSTRAINT`: a `CHECK`, `NOT NULL`, foreign key or
+/// a trigger's `RAISE`) other than [`BALANCE_CONSTRAINT`], so that the
+/// queue applies the batch's postings one by one and only that posting
+/// fails; any other error as it is.
+fn row_refused(error: LedgerError) -> LedgerError {
+    let LedgerError::Unavailable {
+        context,
+        source: Some(source),
+    } = error
+    else {
+        return error;
+    };
+    let constraint = source
+        .downcast_ref::<rusqlite::Error>()
+        .filter(|e| e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation))
+        .map(|e| {
+            let text = e.to_string();
+            let named = text.split_once("failed: ").map_or(&*text, |(_, name)| name);
+            named.to_owned()
+        })
+        .filter(|constraint| !constraint.contains(BALANCE_CONSTRAINT));
+    match constraint {
+        Some(constraint) => LedgerError::unavailable(
+            "SQLite refused a posting",
+            RowRefused { constraint, source },
+        ),
+        None => LedgerError::Unavailable {
+            context,
+            source: Some(source),
+        },
     }
 }
 

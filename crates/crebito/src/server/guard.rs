@@ -74,9 +74,13 @@ pub async fn handle(app: Router, request: Request<Incoming>, body_timeout: Durat
 }
 
 /// The framing rules checked before routing: exactly one `Host` in an
-/// HTTP/1.1 request and at most one in any (RFC 9112 §3.2: 400), and no
-/// transfer coding but `chunked` (RFC 9112 §6.1: 501; hyper itself answers
-/// 400 when `chunked` is not the last coding, RFC 9112 §6.3).
+/// HTTP/1.1 request and at most one in any (RFC 9112 §3.2: 400), `chunked`
+/// applied at most once (RFC 9112 §6.1: 400, and the connection is
+/// closed), and no transfer coding but `chunked` (RFC 9112 §6.1: 501).
+/// hyper itself answers 400 when `chunked` is not the last coding (RFC
+/// 9112 §6.3) and for a `Transfer-Encoding` in an HTTP/1.0 request (§6.1),
+/// and closes the connection after a request that has both
+/// `Transfer-Encoding` and `Content-Length` (§6.3).
 pub fn check_framing(version: Version, headers: &HeaderMap) -> Result<(), ApiError> {
     let mut hosts = headers.get_all(HOST).iter();
     match (hosts.next(), hosts.next()) {
@@ -90,6 +94,16 @@ pub fn check_framing(version: Version, headers: &HeaderMap) -> Result<(), ApiErr
             return Err(ApiError::InvalidHost("Host is not a valid host[:port]"))
         }
         _ => {}
+    }
+    let chunked = headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|codings| codings.split(','))
+        .filter(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+        .count();
+    if chunked > 1 {
+        return Err(ApiError::RepeatedChunked);
     }
     if has_coding_other_than(headers, TRANSFER_ENCODING, "chunked") {
         return Err(ApiError::UnsupportedTransferEncoding);
@@ -285,6 +299,26 @@ mod tests {
         assert_eq!(
             status(&[("transfer-encoding", "x-custom, chunked")]),
             Err(501)
+        );
+        // chunked at most once (RFC 9112 §6.1), on one field line or two.
+        assert_eq!(
+            status(&[("transfer-encoding", "chunked, chunked")]),
+            Err(400)
+        );
+        assert_eq!(
+            status(&[("transfer-encoding", "chunked,Chunked")]),
+            Err(400)
+        );
+        assert_eq!(
+            status(&[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked")
+            ]),
+            Err(400)
+        );
+        assert_eq!(
+            status(&[("transfer-encoding", "gzip, chunked, chunked")]),
+            Err(400)
         );
     }
 }

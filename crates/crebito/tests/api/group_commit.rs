@@ -364,6 +364,53 @@ async fn a_failed_batch_applies_none_of_its_postings_postgres() {
     assert_eq!(ledger.postings().await.unwrap().len(), 0);
 }
 
+/// The fastest of three applications of `n` credits of 1 cent to account
+/// 1 as one batch, straight to `storage`.
+async fn fastest_batch_of<A: ApplyBatch>(storage: &A, n: usize) -> Duration {
+    let batch: Vec<Posting> = (0..n)
+        .map(|_| posting(1, Kind::Credit, 1, "linear", None))
+        .collect();
+    let mut fastest = Duration::MAX;
+    for _ in 0..3 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let started = Instant::now();
+        let results = storage.apply_batch(&batch, deadline).await.unwrap();
+        fastest = fastest.min(started.elapsed());
+        assert!(results.iter().all(Result::is_ok));
+    }
+    fastest
+}
+
+/// What one batch costs in PostgreSQL by its size (`--batch-max-postings`,
+/// docs/configuration.md): prints the fastest of three applications of
+/// 1,000 to 30,000 credits as one batch, and how the time grows. A
+/// benchmark, not a pass/fail test (timings belong in figures, not in
+/// assertions): run it with `scripts/batch-cost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark that prints figures: scripts/batch-cost"]
+async fn batch_cost_by_size_postgres() {
+    let url = support::fresh_postgres_database().await;
+    let AnyLedger::Postgres(ledger) = support::open_ledger(&url).await else {
+        unreachable!()
+    };
+    let mut previous: Option<(usize, Duration)> = None;
+    println!("postings  fastest of 3 (ms)  growth against the size before");
+    for n in [1_000, 4_000, 10_000, 16_000, 30_000] {
+        let took = fastest_batch_of(ledger.batches(), n).await;
+        let growth = previous
+            .map(|(m, t)| {
+                format!(
+                    "x{:.1} time for x{:.1} postings",
+                    took.as_secs_f64() / t.as_secs_f64(),
+                    n as f64 / m as f64
+                )
+            })
+            .unwrap_or_default();
+        println!("{n:>8}  {:>17.1}  {growth}", took.as_secs_f64() * 1e3);
+        previous = Some((n, took));
+    }
+}
+
 /// A key-less batch is judged on the balance read without a lock and
 /// written only if the balance is still the one it was judged on; when
 /// another transaction moved it in between, the batch is judged again on
@@ -689,7 +736,7 @@ async fn a_crash_mid_load_loses_nothing_acknowledged_sqlite() {
 
 /// A PostgreSQL ledger migrated by the release before group commit (every
 /// migration up to 0005, with a posting and its recorded key) upgrades on
-/// the next start: `post_batch` (0006) is added, nothing else is re-applied,
+/// the next start: `post_batch` (0006, revised by 0007) is added, nothing else is re-applied,
 /// and the recorded key still replays through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_migrated_before_group_commit_upgrades_postgres() {

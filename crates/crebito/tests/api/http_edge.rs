@@ -586,6 +586,81 @@ async fn framing_and_metadata_not_honoured_are_refused() {
     assert_eq!(response.status, 200, "{response:?}");
 }
 
+/// RFC 9112 §6.1 forbids applying `chunked` more than once: a body
+/// declared so is refused (400 `malformed-request`, nothing recorded) and
+/// its connection closed, on one field line or two; the other framings of
+/// §6.1 and §6.3 that hyper judges itself keep their answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_applied_twice_is_refused_and_closes_the_connection() {
+    let server = Server::start(Transport::Tcp, 16).await;
+    let chunk = format!("{:x}\r\n{VALID}\r\n0\r\n\r\n", VALID.len());
+    let cases = [
+        "Transfer-Encoding: chunked, chunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: CHUNKED,chunked\r\n",
+    ];
+    for fields in cases {
+        let mut stream = server.connect().await;
+        let request = format!("{POST_HEAD}{fields}\r\n{chunk}");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let response = read_response(&mut stream, Duration::from_secs(5)).await;
+        assert_eq!(response.status, 400, "{fields:?}: {response:?}");
+        assert_eq!(
+            response.problem_type(),
+            "urn:crebito:problem:malformed-request"
+        );
+        assert_eq!(response.header("connection"), Some("close"), "{fields:?}");
+        assert!(closed_cleanly(&mut stream, SLACK).await, "{fields:?}");
+    }
+    assert_eq!(server.transactions().await, 0);
+    // The other combinations of RFC 9112 §6.1 and §6.3.
+    let refused = [
+        // chunked not last: 400 (hyper).
+        (
+            "Transfer-Encoding: chunked, gzip\r\n",
+            400,
+            "malformed-request",
+        ),
+        // a coding the server does not implement, chunked last: 501.
+        (
+            "Transfer-Encoding: identity, chunked\r\n",
+            501,
+            "unsupported-transfer-encoding",
+        ),
+        (
+            "Transfer-Encoding: gzip, chunked\r\n",
+            501,
+            "unsupported-transfer-encoding",
+        ),
+    ];
+    for (fields, status, kind) in refused {
+        let request = format!("{POST_HEAD}{fields}\r\n{chunk}");
+        let response = exchange(&server, request.as_bytes()).await;
+        assert_eq!(response.status, status, "{fields:?}: {response:?}");
+        assert_eq!(
+            response.problem_type(),
+            format!("urn:crebito:problem:{kind}")
+        );
+    }
+    // Transfer-Encoding in HTTP/1.0: 400 (hyper).
+    let request = format!(
+        "POST /clientes/1/transacoes HTTP/1.0\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{chunk}"
+    );
+    let response = exchange(&server, request.as_bytes()).await;
+    assert_eq!(response.status, 400, "{response:?}");
+    assert_eq!(server.transactions().await, 0);
+    // Transfer-Encoding and Content-Length: framed by the chunked coding
+    // alone, then the connection is closed (RFC 9112 §6.3).
+    let mut stream = server.connect().await;
+    let request =
+        format!("{POST_HEAD}Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let response = read_response(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(closed_cleanly(&mut stream, SLACK).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_key_quoted_and_bare_are_one_key() {
     let server = Server::start(Transport::Tcp, 16).await;

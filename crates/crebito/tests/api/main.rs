@@ -39,6 +39,8 @@ mod idempotency;
 mod observability;
 mod openapi;
 mod operator_log;
+mod refusals;
 mod reset;
+mod start_up;
 mod storage_faults;
 mod unavailable;

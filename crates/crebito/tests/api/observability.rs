@@ -426,3 +426,77 @@ async fn metrics_off_serves_no_metrics() {
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("x-request-id"));
 }
+
+/// A posting whose client hung up while it waited in its queue is still
+/// applied, and counted where the ledger decided it: summed over outcomes,
+/// `crebito_postings_total` equals the rows written plus the refusals
+/// decided, whatever the clients did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postings_whose_clients_hung_up_are_counted_postgres() {
+    use crebito::ledger::Ledger as _;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    // Account 1's row is locked: every posting to it waits.
+    let session = helpers::admin_session(&app.database_url).await;
+    helpers::hold_account_row(&session, 1).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mut clients = Vec::new();
+    for i in 0..25 {
+        // Every fifth a debit past the limit (100000): refused.
+        let (valor, tipo) = if i % 5 == 4 {
+            (1_000_000, "d")
+        } else {
+            (1, "c")
+        };
+        let request = impatient
+            .post(app.url("/clientes/1/transacoes"))
+            .header("content-type", "application/json")
+            .body(json!({"valor": valor, "tipo": tipo, "descricao": "gone"}).to_string());
+        clients.push(tokio::spawn(async move { request.send().await.is_err() }));
+        if i == 0 {
+            // The first (a credit) goes alone and waits on the lock; the
+            // others queue behind it.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for client in clients {
+        assert!(
+            client.await.unwrap(),
+            "a client was answered behind the lock"
+        );
+    }
+    session.batch_execute("ROLLBACK").await.unwrap();
+    let total = |text: &str, outcome: &str| {
+        sample(
+            text,
+            &format!(r#"crebito_postings_total{{outcome="{outcome}"}}"#),
+        )
+        .unwrap_or(0.0)
+    };
+    let outcomes = [
+        "applied",
+        "limit_exceeded",
+        "overflow",
+        "idempotency_key_reused",
+        "account_not_found",
+        "unavailable",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(&app).await;
+        let counted: f64 = outcomes.iter().map(|o| total(&text, o)).sum();
+        if counted >= 25.0 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let report = app.ledger.audit().await.unwrap();
+    let account = report.accounts.iter().find(|a| a.account == 1).unwrap();
+    assert_eq!((account.transactions, account.balance), (20, 20));
+    assert_eq!(total(&text, "applied"), 20.0, "{text}");
+    assert_eq!(total(&text, "limit_exceeded"), 5.0, "{text}");
+    let counted: f64 = outcomes.iter().map(|o| total(&text, o)).sum();
+    assert_eq!(counted, 25.0, "{text}");
+}
