@@ -7,8 +7,8 @@
 //! least `--fail-under`), 1 when the payout is below `--fail-under`, 2 on
 //! unusable arguments or an unreachable target, 3 when the target is not
 //! freshly seeded and `--allow-dirty` is not given. Of `check`: 0 when no
-//! check failed, 1 when one did, 2 on unusable arguments or an unreachable
-//! target. Of `compare`: 0, or 2 when a summary cannot be read.
+//! check of the challenge's rules failed (with `--strict`: no check at all),
+//! 1 when one did, 2 on unusable arguments or an unreachable target. Of `compare`: 0, or 2 when a summary cannot be read.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -35,7 +35,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check an implementation against docs/contract.md: one named check per
-    /// rule, each with its source; exit 1 when one fails. Run it on a
+    /// rule, each with its source and whose rule it is; exit 1 when one of
+    /// the challenge's rules fails (or, with --strict, one of this
+    /// project's stricter choices). Run it on a
     /// quiescent ledger (no other traffic); every balance it moves is put
     /// back. Only the check about the seed needs a freshly seeded ledger (it
     /// is skipped on a used one), so it can run after a load test.
@@ -103,6 +105,11 @@ struct CheckArgs {
     /// answers 2xx or this many seconds have passed.
     #[arg(long, value_name = "SECS", default_value_t = 40)]
     wait_ready: u64,
+
+    /// Exit 1 when one of this project's stricter rules fails too, not
+    /// only one of the challenge's (how this project checks itself).
+    #[arg(long)]
+    strict: bool,
 
     /// List the checks (name, source, whose rule) and exit.
     #[arg(long)]
@@ -242,6 +249,7 @@ fn check(args: &CheckArgs) -> ExitCode {
         base_urls: args.base_url.clone(),
         only: args.only.clone(),
         only_challenge: args.only_challenge,
+        strict: args.strict,
     };
     let result = runtime.block_on(async {
         for url in &config.base_urls {
