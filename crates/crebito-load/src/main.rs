@@ -264,9 +264,13 @@ fn check(args: &CheckArgs) -> ExitCode {
             let target = crebito_load::http::Target::resolve(url)
                 .await
                 .map_err(|e| e.to_string())?;
-            crebito_load::runner::wait_ready(&target, Duration::from_secs(args.wait_ready))
-                .await
-                .map_err(|e| e.to_string())?;
+            crebito_load::runner::wait_ready_showing(
+                &target,
+                Duration::from_secs(args.wait_ready),
+                true,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         }
         conformance::run(&config).await.map_err(|e| e.to_string())
     });
