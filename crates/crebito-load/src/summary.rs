@@ -10,6 +10,38 @@ use crate::stats::{FailureGroup, GatlingLatency, GroupStats, Latency, Ranges};
 /// Scheduling lag above which a run is not trustworthy, in ms (p99).
 pub const LAG_P99_LIMIT_MS: f64 = 5.0;
 
+/// What to do about a run that is not trustworthy (the generator could not
+/// keep the schedule): every presenter that warns says it.
+pub const UNTRUSTWORTHY_REMEDY: &str = "give the generator more CPU (stop competing processes, or run it on another machine than the server; --threads 2 when a core is free) and run again";
+
+/// What to do about a run that did not start from a freshly seeded ledger.
+pub const NOT_FRESH_REMEDY: &str = "reset the ledger to its seeded state before the run (docs/load-test.md, \"Start from a freshly seeded ledger\") and run again";
+
+impl Summary {
+    /// Why the figures of this run do not measure the server alone, each
+    /// with its remedy (empty for a sound run): the generator could not keep
+    /// the schedule, or the ledger was not freshly seeded. Summaries of
+    /// versions that did not record the generator's lag have no warning
+    /// about it.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let g = &self.generator;
+        if g.users > 0 && !g.trustworthy {
+            out.push(format!(
+                "NOT trustworthy: the load generator started its users {:.2} ms late at p99 (limit {LAG_P99_LIMIT_MS} ms), so it could not keep the schedule; {UNTRUSTWORTHY_REMEDY}",
+                g.lag_p99_ms
+            ));
+        }
+        if let Some(state) = self.starting_state.as_ref().filter(|s| !s.fresh) {
+            out.push(format!(
+                "not freshly seeded ({}): the opening checks expect every seeded account at balance 0, their failures are fined whatever the server does; {NOT_FRESH_REMEDY}",
+                state.problems().join("; ")
+            ));
+        }
+        out
+    }
+}
+
 /// Per-group statistics, keyed by ASCII group name.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Groups {
