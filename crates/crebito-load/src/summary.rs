@@ -18,27 +18,22 @@ pub const UNTRUSTWORTHY_REMEDY: &str = "give the generator more CPU (stop compet
 pub const NOT_FRESH_REMEDY: &str = "reset the ledger to its seeded state before the run (docs/load-test.md, \"Start from a freshly seeded ledger\") and run again";
 
 impl Summary {
-    /// Why the figures of this run do not measure the server alone, each
-    /// with its remedy (empty for a sound run): the generator could not keep
-    /// the schedule, or the ledger was not freshly seeded. Summaries of
-    /// versions that did not record the generator's lag have no warning
-    /// about it.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let g = &self.generator;
-        if g.users > 0 && !g.trustworthy {
-            out.push(format!(
+    /// Whether the generator could not keep the schedule, so that the run
+    /// is not trustworthy. Summaries of versions that did not record the
+    /// generator's lag are not suspected.
+    pub fn untrustworthy(&self) -> bool {
+        self.generator.users > 0 && !self.generator.trustworthy
+    }
+
+    /// Why this run is not trustworthy, with the remedy; `None` for a
+    /// trustworthy run.
+    pub fn untrustworthy_warning(&self) -> Option<String> {
+        self.untrustworthy().then(|| {
+            format!(
                 "NOT trustworthy: the load generator started its users {:.2} ms late at p99 (limit {LAG_P99_LIMIT_MS} ms), so it could not keep the schedule; {UNTRUSTWORTHY_REMEDY}",
-                g.lag_p99_ms
-            ));
-        }
-        if let Some(state) = self.starting_state.as_ref().filter(|s| !s.fresh) {
-            out.push(format!(
-                "not freshly seeded ({}): the opening checks expect every seeded account at balance 0, their failures are fined whatever the server does; {NOT_FRESH_REMEDY}",
-                state.problems().join("; ")
-            ));
-        }
-        out
+                self.generator.lag_p99_ms
+            )
+        })
     }
 }
 

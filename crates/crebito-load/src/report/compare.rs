@@ -53,14 +53,14 @@ pub fn text(runs: &[ComparedRun]) -> String {
     let mut o = String::new();
     for (i, r) in runs.iter().enumerate() {
         let _ = writeln!(o, "[{}]{} {}", i + 1, mark(r), r.label);
-        for w in r.summary.warnings() {
+        if let Some(w) = r.summary.untrustworthy_warning() {
             let _ = writeln!(o, "     ! {w}");
         }
     }
-    if runs.iter().any(|r| !r.summary.warnings().is_empty()) {
+    if runs.iter().any(|r| r.summary.untrustworthy()) {
         let _ = writeln!(
             o,
-            "A run marked ! does not measure the server alone: compare its figures with care."
+            "A run marked ! measured its generator as much as the server: compare its figures with care."
         );
     }
     let name_width = figures
@@ -96,12 +96,13 @@ pub fn text(runs: &[ComparedRun]) -> String {
     o
 }
 
-/// `!` after the number of a run with [warnings](crate::summary::Summary::warnings).
+/// `!` after the number of a run that is not
+/// [trustworthy](crate::summary::Summary::untrustworthy).
 fn mark(run: &ComparedRun) -> &'static str {
-    if run.summary.warnings().is_empty() {
-        ""
-    } else {
+    if run.summary.untrustworthy() {
         "!"
+    } else {
+        ""
     }
 }
 
@@ -113,10 +114,10 @@ fn pad_right(s: &str, w: usize) -> String {
 pub fn markdown(runs: &[ComparedRun]) -> String {
     let mut o = String::from("| figure |");
     for r in runs {
-        let flag = if r.summary.warnings().is_empty() {
-            ""
-        } else {
+        let flag = if r.summary.untrustworthy() {
             " ⚠"
+        } else {
+            ""
         };
         let _ = write!(o, " {}{flag} |", r.label.replace('|', "\\|"));
     }
@@ -133,7 +134,7 @@ pub fn markdown(runs: &[ComparedRun]) -> String {
         o.push('\n');
     }
     for r in runs {
-        for w in r.summary.warnings() {
+        if let Some(w) = r.summary.untrustworthy_warning() {
             let _ = write!(o, "\n⚠ {}: {w}\n", r.label.replace('|', "\\|"));
         }
     }
@@ -220,21 +221,12 @@ pub fn html(runs: &[ComparedRun]) -> String {
     let runs_legend = legend(&items_ref);
     let mut table = String::from(r#"<table class="stats"><thead><tr><th>figure</th>"#);
     for (i, r) in runs.iter().enumerate() {
-        let mut labels = Vec::new();
-        if r.summary.generator.users > 0 && !r.summary.generator.trustworthy {
-            labels.push("not trustworthy");
-        }
-        if r.summary.starting_state.as_ref().is_some_and(|s| !s.fresh) {
-            labels.push("not freshly seeded");
-        }
-        let flag = if labels.is_empty() {
-            String::new()
-        } else {
-            format!(
-                r#" <b class="bad" title="{}">⚠ {}</b>"#,
-                esc(&r.summary.warnings().join(" ")),
-                labels.join(", ")
-            )
+        let flag = match r.summary.untrustworthy_warning() {
+            Some(w) => format!(
+                r#" <b class="bad" title="{}">⚠ not trustworthy</b>"#,
+                esc(&w)
+            ),
+            None => String::new(),
         };
         let _ = write!(
             table,
@@ -254,7 +246,7 @@ pub fn html(runs: &[ComparedRun]) -> String {
     }
     table.push_str("</tbody></table>");
     for (i, r) in runs.iter().enumerate() {
-        for w in r.summary.warnings() {
+        if let Some(w) = r.summary.untrustworthy_warning() {
             let _ = write!(
                 o,
                 r#"<section class="alert"><b>Run [{}] {}</b>: {}.</section>"#,
