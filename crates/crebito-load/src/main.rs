@@ -13,7 +13,7 @@
 //! `compare`: 0, or 2 when a summary cannot be read.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -403,13 +403,17 @@ const REPORT_ROOT: &str = "crebito-load-report";
 /// (RFC 3339), e.g. `crebito-load-report/2026-11-29T12-26-07Z/`; `-2`,
 /// `-3`… is appended when a run of the same second already has one.
 fn default_report_dir(started_at: &str) -> PathBuf {
+    report_dir_under(Path::new(REPORT_ROOT), started_at)
+}
+
+/// [`default_report_dir`] under `root`.
+fn report_dir_under(root: &Path, started_at: &str) -> PathBuf {
     let stamp: String = started_at
         .split('.')
         .next()
         .unwrap_or(started_at)
         .trim_end_matches('Z')
         .replace(':', "-");
-    let root = PathBuf::from(REPORT_ROOT);
     let mut dir = root.join(format!("{stamp}Z"));
     let mut n = 2;
     while dir.exists() {
@@ -476,4 +480,26 @@ fn output(args: &Args, report: &RunReport) -> Result<Option<PathBuf>, String> {
     report::write(&dir, report)
         .map_err(|e| format!("cannot write the report into {}: {e}", dir.display()))?;
     Ok(Some(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_folder_per_run_named_by_its_start() {
+        let root = tempfile::tempdir().unwrap();
+        let at = "2026-11-29T12:26:07.212Z";
+        let first = report_dir_under(root.path(), at);
+        assert_eq!(first, root.path().join("2026-11-29T12-26-07Z"));
+        std::fs::create_dir_all(&first).unwrap();
+        // Another run started in the same second.
+        let second = report_dir_under(root.path(), at);
+        assert_eq!(second, root.path().join("2026-11-29T12-26-07Z-2"));
+        std::fs::create_dir_all(&second).unwrap();
+        assert_eq!(
+            report_dir_under(root.path(), at),
+            root.path().join("2026-11-29T12-26-07Z-3")
+        );
+    }
 }
