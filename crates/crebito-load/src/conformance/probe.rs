@@ -151,10 +151,12 @@ fn base36(mut n: usize) -> String {
     String::from_utf8(out).expect("ASCII digits")
 }
 
-/// The description of posting `n`: `p`, `n` in base 36, the run's nonce
-/// (at most 10 characters below 36^6 postings).
-fn descricao(n: usize, nonce: &str) -> String {
-    format!("p{}{nonce}", base36(n))
+/// The description of posting `n`: `p`, `n` in base 36 (at most 3 digits
+/// below [`MAX_POSTINGS`]), then `salt` (6 characters: the run's nonce and 3
+/// more random ones, so that the rows of an earlier probe, still listed,
+/// are never taken for this one's): at most 10 characters.
+fn descricao(n: usize, salt: &str) -> String {
+    format!("p{}{salt}", base36(n))
 }
 
 /// Posts and reads as the module says, checks that every posting was
@@ -171,6 +173,13 @@ pub async fn run(ctx: &Ctx) -> Result<Probe, Verdict> {
             "skipped: account {ACCOUNT}'s balance is too close to 2^63"
         )));
     }
+    let salt: String = {
+        let mut rng = rand::rng();
+        let extra: String = (0..3)
+            .map(|_| char::from(rng.sample(rand::distr::Alphanumeric)))
+            .collect();
+        format!("{}{extra}", ctx.nonce)
+    };
     let started = Instant::now();
     let stop = started + DURATION;
     let deadline = started + HARD_LIMIT;
@@ -180,14 +189,14 @@ pub async fn run(ctx: &Ctx) -> Result<Probe, Verdict> {
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
             let target = ctx.target(w).clone();
-            let nonce = ctx.nonce.clone();
+            let salt = salt.clone();
             let posted = posted.clone();
             let seed: u64 = rand::random();
             let start_balance = before.total;
             tokio::spawn(async move {
                 writer(
                     target,
-                    nonce,
+                    salt,
                     posted,
                     StdRng::seed_from_u64(seed),
                     start_balance,
@@ -231,7 +240,7 @@ pub async fn run(ctx: &Ctx) -> Result<Probe, Verdict> {
 
 async fn writer(
     target: Target,
-    nonce: String,
+    salt: String,
     posted: Arc<AtomicUsize>,
     mut rng: StdRng,
     start_balance: i64,
@@ -252,7 +261,7 @@ async fn writer(
         }
         let valor = rng.random_range(1..=MAX_VALOR);
         let credit = last <= start_balance;
-        let descricao = descricao(n, &nonce);
+        let descricao = descricao(n, &salt);
         let request = Outgoing::post_json(
             format!("/clientes/{ACCOUNT}/transacoes"),
             serde_json::json!({
@@ -726,10 +735,9 @@ mod tests {
 
     #[test]
     fn descriptions_fit_ten_characters() {
-        assert_eq!(descricao(0, "abc"), "p0abc");
-        assert_eq!(descricao(35, "abc"), "pzabc");
-        assert_eq!(descricao(36, "abc"), "p10abc");
-        assert!(descricao(MAX_POSTINGS, "abc").chars().count() <= 10);
-        assert!(descricao(36usize.pow(6) - 1, "abc").chars().count() <= 10);
+        assert_eq!(descricao(0, "abcdef"), "p0abcdef");
+        assert_eq!(descricao(35, "abcdef"), "pzabcdef");
+        assert_eq!(descricao(36, "abcdef"), "p10abcdef");
+        assert_eq!(descricao(MAX_POSTINGS, "abcdef").chars().count(), 10);
     }
 }
