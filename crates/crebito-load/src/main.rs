@@ -1,17 +1,19 @@
-//! `crebito-load`: runs the official crébitos load test (docs/contract.md §5) against
-//! a base URL, prints the summary and the SLA score (docs/contract.md §6), and
-//! optionally writes an HTML report and a JSON summary. `crebito-load check`
-//! checks any implementation against the rules of docs/contract.md.
+//! `crebito-load`: runs the official crébitos load test (docs/contract.md §5)
+//! against a base URL, prints the summary and the SLA score (docs/contract.md
+//! §6), writes an HTML report (unless `--no-report`; its path is printed
+//! last) and optionally a JSON summary. `crebito-load check` checks any
+//! implementation against the rules of docs/contract.md.
 //!
 //! Exit status of a run: 0 when the run completed (and the payout is at
 //! least `--fail-under`), 1 when the payout is below `--fail-under`, 2 on
 //! unusable arguments or an unreachable target, 3 when the target is not
 //! freshly seeded and `--allow-dirty` is not given. Of `check`: 0 when no
-//! check failed, 1 when one did, 2 on unusable arguments or an unreachable
-//! target. Of `compare`: 0, or 2 when a summary cannot be read.
+//! check of the challenge's rules failed (with `--strict`: no check at all),
+//! 1 when one did, 2 on unusable arguments or an unreachable target. Of
+//! `compare`: 0, or 2 when a summary cannot be read.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -35,7 +37,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check an implementation against docs/contract.md: one named check per
-    /// rule, each with its source; exit 1 when one fails. Run it on a
+    /// rule, each with its source and whose rule it is; exit 1 when one of
+    /// the challenge's rules fails (or, with --strict, one of this
+    /// project's stricter choices). Run it on a
     /// quiescent ledger (no other traffic); every balance it moves is put
     /// back. Only the check about the seed needs a freshly seeded ledger (it
     /// is skipped on a used one), so it can run after a load test.
@@ -104,6 +108,11 @@ struct CheckArgs {
     #[arg(long, value_name = "SECS", default_value_t = 40)]
     wait_ready: u64,
 
+    /// Exit 1 when one of this project's stricter rules fails too, not
+    /// only one of the challenge's (how this project checks itself).
+    #[arg(long)]
+    strict: bool,
+
     /// List the checks (name, source, whose rule) and exit.
     #[arg(long)]
     list: bool,
@@ -142,9 +151,15 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 40)]
     wait_ready: u64,
 
-    /// Write a self-contained index.html and summary.json into this directory.
+    /// Write the report (a self-contained index.html and summary.json) into
+    /// this directory; by default a new folder per run,
+    /// crebito-load-report/<start time>/. Its path is printed last.
     #[arg(long, value_name = "DIR")]
     report: Option<PathBuf>,
+
+    /// Write no report.
+    #[arg(long, conflicts_with = "report")]
+    no_report: bool,
 
     /// Write the JSON summary to this file ("-" for stdout; the text summary
     /// then goes to stderr).
@@ -242,15 +257,20 @@ fn check(args: &CheckArgs) -> ExitCode {
         base_urls: args.base_url.clone(),
         only: args.only.clone(),
         only_challenge: args.only_challenge,
+        strict: args.strict,
     };
     let result = runtime.block_on(async {
         for url in &config.base_urls {
             let target = crebito_load::http::Target::resolve(url)
                 .await
                 .map_err(|e| e.to_string())?;
-            crebito_load::runner::wait_ready(&target, Duration::from_secs(args.wait_ready))
-                .await
-                .map_err(|e| e.to_string())?;
+            crebito_load::runner::wait_ready_showing(
+                &target,
+                Duration::from_secs(args.wait_ready),
+                true,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         }
         conformance::run(&config).await.map_err(|e| e.to_string())
     });
@@ -349,14 +369,14 @@ fn load(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match output(args, &report) {
-        Ok(()) => {}
+    let written = match output(args, &report) {
+        Ok(dir) => dir,
         Err(e) => {
             eprintln!("crebito-load: {e}");
             return ExitCode::from(2);
         }
-    }
-    match args.fail_under {
+    };
+    let code = match args.fail_under {
         Some(min) if report.summary.payout_usd < min => {
             eprintln!(
                 "crebito-load: payout USD {:.2} is below --fail-under {min:.2}",
@@ -365,7 +385,42 @@ fn load(args: &Args) -> ExitCode {
             ExitCode::from(1)
         }
         _ => ExitCode::SUCCESS,
+    };
+    // Last, as Gatling ends: where to look.
+    if let Some(dir) = written {
+        let index = dir.join("index.html");
+        let shown = std::path::absolute(&index).unwrap_or(index);
+        eprintln!("crebito-load: report: {}", shown.display());
     }
+    code
+}
+
+/// Where the report goes when `--report` is not given: under this
+/// directory (of the working directory), one folder per run.
+const REPORT_ROOT: &str = "crebito-load-report";
+
+/// `crebito-load-report/<start time>/` for a run started at `started_at`
+/// (RFC 3339), e.g. `crebito-load-report/2026-11-29T12-26-07Z/`; `-2`,
+/// `-3`… is appended when a run of the same second already has one.
+fn default_report_dir(started_at: &str) -> PathBuf {
+    report_dir_under(Path::new(REPORT_ROOT), started_at)
+}
+
+/// [`default_report_dir`] under `root`.
+fn report_dir_under(root: &Path, started_at: &str) -> PathBuf {
+    let stamp: String = started_at
+        .split('.')
+        .next()
+        .unwrap_or(started_at)
+        .trim_end_matches('Z')
+        .replace(':', "-");
+    let mut dir = root.join(format!("{stamp}Z"));
+    let mut n = 2;
+    while dir.exists() {
+        dir = root.join(format!("{stamp}Z-{n}"));
+        n += 1;
+    }
+    dir
 }
 
 /// Exit status when the target is not freshly seeded and `--allow-dirty`
@@ -408,18 +463,43 @@ fn emit(text: &str, json_to: Option<&str>, json: &str) -> std::io::Result<()> {
     }
 }
 
-fn output(args: &Args, report: &RunReport) -> Result<(), String> {
+/// Prints the text summary, writes the JSON, and the report unless
+/// `--no-report`; returns the report's directory.
+fn output(args: &Args, report: &RunReport) -> Result<Option<PathBuf>, String> {
     let json = args.json.as_deref();
     report::json::render(&report.summary)
         .and_then(|j| emit(&report.summary.to_text(), json, &j))
         .map_err(|e| format!("cannot write {}: {e}", json.unwrap_or("-")))?;
-    if let Some(dir) = &args.report {
-        report::write(dir, report)
-            .map_err(|e| format!("cannot write the report into {}: {e}", dir.display()))?;
-        eprintln!(
-            "crebito-load: report written to {}",
-            dir.join("index.html").display()
+    if args.no_report {
+        return Ok(None);
+    }
+    let dir = args
+        .report
+        .clone()
+        .unwrap_or_else(|| default_report_dir(&report.summary.run.started_at));
+    report::write(&dir, report)
+        .map_err(|e| format!("cannot write the report into {}: {e}", dir.display()))?;
+    Ok(Some(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_folder_per_run_named_by_its_start() {
+        let root = tempfile::tempdir().unwrap();
+        let at = "2026-11-29T12:26:07.212Z";
+        let first = report_dir_under(root.path(), at);
+        assert_eq!(first, root.path().join("2026-11-29T12-26-07Z"));
+        std::fs::create_dir_all(&first).unwrap();
+        // Another run started in the same second.
+        let second = report_dir_under(root.path(), at);
+        assert_eq!(second, root.path().join("2026-11-29T12-26-07Z-2"));
+        std::fs::create_dir_all(&second).unwrap();
+        assert_eq!(
+            report_dir_under(root.path(), at),
+            root.path().join("2026-11-29T12-26-07Z-3")
         );
     }
-    Ok(())
 }

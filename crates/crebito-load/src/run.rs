@@ -39,7 +39,7 @@ pub struct RunReport {
 /// [`RunError::NotReady`] when the readiness probe never passed.
 pub async fn connect(config: &RunConfig) -> Result<Target, RunError> {
     let target = Target::resolve(&config.base_url).await?;
-    runner::wait_ready(&target, config.wait_ready).await?;
+    runner::wait_ready_showing(&target, config.wait_ready, config.progress).await?;
     Ok(target)
 }
 

@@ -72,7 +72,7 @@ pub enum RunError {
     #[error(transparent)]
     Target(#[from] TargetError),
     /// The target never answered the readiness probe.
-    #[error("{url}/clientes/1/extrato did not answer 2xx within {waited_s} s (last: {last})")]
+    #[error("{url}/clientes/1/extrato did not answer 2xx {} (last probe: {last}); {}", waited(*.waited_s), not_ready_hint(.last))]
     NotReady {
         /// The base URL.
         url: String,
@@ -123,6 +123,31 @@ impl Ctx {
     }
 }
 
+/// How long [`RunError::NotReady`] says it waited.
+fn waited(seconds: u64) -> String {
+    if seconds == 0 {
+        "to the one probe of --wait-ready 0".to_string()
+    } else {
+        format!(
+            "within {seconds} s, probed every {} s",
+            PROBE_PERIOD.as_secs()
+        )
+    }
+}
+
+/// The likely fix for a readiness probe that kept failing with `last`.
+pub fn not_ready_hint(last: &str) -> &'static str {
+    if last.starts_with("connection refused") {
+        "nothing listens there: is the server running? is --base-url right?"
+    } else if last.starts_with("HTTP ") {
+        "something answers there, but not 2xx: is --base-url the API's (host, port, path prefix)? is the server still starting, with account 1 seeded?"
+    } else if last.starts_with("no answer within") {
+        "the server accepts connections but does not answer: is it still starting or overloaded? --wait-ready SECS waits longer"
+    } else {
+        "is the server running? is --base-url right?"
+    }
+}
+
 /// Time between two readiness probes, as the official script (docs/contract.md §4).
 pub const PROBE_PERIOD: Duration = Duration::from_secs(2);
 
@@ -133,6 +158,100 @@ pub const PROBE_PERIOD: Duration = Duration::from_secs(2);
 ///
 /// Errors: [`RunError::NotReady`] with the last probe's outcome.
 pub async fn wait_ready(target: &Target, wait: Duration) -> Result<(), RunError> {
+    wait_ready_showing(target, wait, false).await
+}
+
+/// [`wait_ready`], and with `show`, says on stderr what it waits for once
+/// the first probe has failed (unless `wait` is 0): on a terminal a line
+/// that updates with the time waited and the last probe's outcome, in a log
+/// one line; and, when the target answers after all, after how long.
+///
+/// Errors: [`RunError::NotReady`] with the last probe's outcome.
+pub async fn wait_ready_showing(
+    target: &Target,
+    wait: Duration,
+    show: bool,
+) -> Result<(), RunError> {
+    let mut display = WaitDisplay::new(show && !wait.is_zero(), target, wait);
+    let result = probe_until_ready(target, wait, &mut display).await;
+    display.finish(result.is_ok());
+    result
+}
+
+/// What [`wait_ready_showing`] shows while it waits.
+struct WaitDisplay {
+    show: bool,
+    what: String,
+    wait: Duration,
+    started: std::time::Instant,
+    bar: Option<indicatif::ProgressBar>,
+    shown: bool,
+}
+
+impl WaitDisplay {
+    fn new(show: bool, target: &Target, wait: Duration) -> WaitDisplay {
+        WaitDisplay {
+            show,
+            what: format!(
+                "{}/clientes/1/extrato to answer 2xx",
+                target.base_url.trim_end_matches('/')
+            ),
+            wait,
+            started: std::time::Instant::now(),
+            bar: None,
+            shown: false,
+        }
+    }
+
+    /// A probe failed with `last`.
+    fn failed(&mut self, last: &str) {
+        if !self.show {
+            return;
+        }
+        use std::io::IsTerminal;
+        let waited = self.started.elapsed().as_secs();
+        let total = self.wait.as_secs();
+        if !self.shown {
+            self.shown = true;
+            if std::io::stderr().is_terminal() {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.enable_steady_tick(Duration::from_millis(120));
+                self.bar = Some(bar);
+            } else {
+                eprintln!(
+                    "crebito-load: waiting up to {total} s for {} (probing every {} s; first probe: {last})",
+                    self.what,
+                    PROBE_PERIOD.as_secs()
+                );
+            }
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "waiting for {}: {waited} s of {total} s, last probe: {last}",
+                self.what
+            ));
+        }
+    }
+
+    fn finish(self, ready: bool) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if self.shown && ready {
+            eprintln!(
+                "crebito-load: {} after {:.0} s",
+                self.what.replace(" to answer 2xx", " answered 2xx"),
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+async fn probe_until_ready(
+    target: &Target,
+    wait: Duration,
+    display: &mut WaitDisplay,
+) -> Result<(), RunError> {
     let started = Instant::now();
     let deadline = started + wait;
     let probe = scenario::balance_check(0).request;
@@ -149,6 +268,7 @@ pub async fn wait_ready(target: &Target, wait: Duration) -> Result<(), RunError>
             Err(_) => format!("no answer within {} s", PROBE_PERIOD.as_secs()),
         };
         let now = Instant::now();
+        display.failed(&last);
         if now >= deadline {
             return Err(RunError::NotReady {
                 url: target.base_url.trim_end_matches('/').to_string(),

@@ -10,6 +10,33 @@ use crate::stats::{FailureGroup, GatlingLatency, GroupStats, Latency, Ranges};
 /// Scheduling lag above which a run is not trustworthy, in ms (p99).
 pub const LAG_P99_LIMIT_MS: f64 = 5.0;
 
+/// What to do about a run that is not trustworthy (the generator could not
+/// keep the schedule): every presenter that warns says it.
+pub const UNTRUSTWORTHY_REMEDY: &str = "give the generator more CPU (stop competing processes, or run it on another machine than the server; --threads 2 when a core is free) and run again";
+
+/// What to do about a run that did not start from a freshly seeded ledger.
+pub const NOT_FRESH_REMEDY: &str = "reset the ledger to its seeded state before the run (docs/load-test.md, \"Start from a freshly seeded ledger\") and run again";
+
+impl Summary {
+    /// Whether the generator could not keep the schedule, so that the run
+    /// is not trustworthy. Summaries of versions that did not record the
+    /// generator's lag are not suspected.
+    pub fn untrustworthy(&self) -> bool {
+        self.generator.users > 0 && !self.generator.trustworthy
+    }
+
+    /// Why this run is not trustworthy, with the remedy; `None` for a
+    /// trustworthy run.
+    pub fn untrustworthy_warning(&self) -> Option<String> {
+        self.untrustworthy().then(|| {
+            format!(
+                "NOT trustworthy: the load generator started its users {:.2} ms late at p99 (limit {LAG_P99_LIMIT_MS} ms), so it could not keep the schedule; {UNTRUSTWORTHY_REMEDY}",
+                self.generator.lag_p99_ms
+            )
+        })
+    }
+}
+
 /// Per-group statistics, keyed by ASCII group name.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Groups {

@@ -14,6 +14,7 @@ async fn check(urls: &[String], only: &[&str]) -> CheckReport {
         base_urls: urls.to_vec(),
         only: only.iter().map(|s| s.to_string()).collect(),
         only_challenge: false,
+        strict: false,
     })
     .await
     .expect("the checks run")
@@ -50,6 +51,7 @@ async fn only_challenge_leaves_out_the_projects_choices() {
         base_urls: fake.urls.clone(),
         only: Vec::new(),
         only_challenge: true,
+        strict: false,
     };
     let report = conformance::run(&config).await.unwrap();
     assert!(report.ok(), "{}", present::text(&report));
@@ -72,7 +74,86 @@ async fn caught(fault: Fault, name: &str) {
     assert_eq!(outcome.status, Status::Fail, "{fault:?} not caught: {text}");
     assert!(!outcome.evidence.is_empty(), "{text}");
     assert!(text.contains(&format!("FAIL  {name}: ")), "{text}");
-    assert!(!report.ok());
+    // A failed rule of the challenge fails the verdict; one of this
+    // project's stricter choices only with --strict.
+    assert_eq!(
+        report.ok(),
+        outcome.origin == conformance::Origin::Project,
+        "{text}"
+    );
+    assert!(text.contains("verdict: "), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_snapshots_are_not_an_ordering_fault() {
+    // The rows of each statement come from one snapshot, in order: only
+    // the total is from another moment.
+    let fake = start(Fault::TwoSnapshots, 2).await;
+    let report = check(&fake.urls, &["newest-first", "statement-snapshot"]).await;
+    let text = present::text(&report);
+    let status = |name: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.status)
+    };
+    assert_eq!(status("newest-first"), Some(Status::Pass), "{text}");
+    assert_eq!(status("statement-snapshot"), Some(Status::Fail), "{text}");
+    assert!(text.contains("were read at different moments"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tallies_and_only_the_challenges_rules_fail_without_strict() {
+    // 400 for a field rule: the challenge accepts it, this project does
+    // not (field-errors-422).
+    let fake = start(Fault::FieldErrors400, 2).await;
+    let urls = fake.urls.join(",");
+    let out = crebito_load_check(&["--base-url", &urls, "--json", "-"]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let challenge = checks::catalogue()
+        .iter()
+        .filter(|c| c.origin == conformance::Origin::Challenge)
+        .count();
+    let stricter = checks::catalogue().len() - challenge;
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed = json["stricter_rules"]["failed"].as_u64().unwrap() as usize;
+    assert!(failed >= 1, "{stderr}");
+    assert_eq!(json["challenge_rules"]["failed"], 0);
+    assert_eq!(json["challenge_rules"]["checks"], challenge);
+    assert_eq!(json["stricter_rules"]["checks"], stricter);
+    assert_eq!(json["verdict_ok"], true);
+    assert!(
+        stderr.contains(&format!(
+            "the challenge's rules: {challenge}/{challenge} passed\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "stricter rules (this project's choices, where the challenge leaves room): {}/{stricter} passed, {failed} failed — not counted in the verdict; --strict counts them",
+            stricter - failed
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("verdict: PASS"), "{stderr}");
+    // --strict counts them.
+    let fake = start(Fault::FieldErrors400, 1).await;
+    let out = crebito_load_check(&[
+        "--base-url",
+        &fake.urls[0],
+        "--strict",
+        "--only",
+        "field-errors-422,seed-limits",
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("1 stricter rule failed (--strict)"),
+        "{stdout}"
+    );
 }
 
 macro_rules! caught {
@@ -113,6 +194,8 @@ caught! {
     lost_update_is_caught: LostUpdate => "no-lost-update",
     overdraw_race_is_caught: OverdrawRace => "limit-under-concurrency",
     torn_statement_is_caught: TornStatement => "statement-snapshot",
+    two_snapshots_are_caught: TwoSnapshots => "statement-snapshot",
+    stamp_before_write_is_caught: StampBeforeWrite => "newest-first",
     stale_read_is_caught: StaleRead => "read-your-write",
     wrong_method_404_is_caught: MethodsAs404 => "methods",
     any_content_type_is_caught: AnyContentType => "content-type",
@@ -125,6 +208,7 @@ fn every_check_has_a_broken_fake() {
     names.sort_unstable();
     let mut covered = COVERED.to_vec();
     covered.sort_unstable();
+    covered.dedup();
     assert_eq!(names, covered);
 }
 

@@ -40,6 +40,7 @@ async fn conformance_then_load_then_conformance(database_url: &str) {
         base_urls: urls.clone(),
         only: Vec::new(),
         only_challenge: false,
+        strict: false,
     };
     let fresh = conformance::run(&config).await.unwrap();
     let text = present::text(&fresh);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{crebito_load, start, Fault};
+use common::{crebito_load, crebito_load_in, start, Fault};
 use crebito_load::http::{Connection, Outgoing, Target};
 use serde_json::Value;
 
@@ -244,4 +244,52 @@ async fn every_option_and_check_is_documented() {
             check.name
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_by_default_in_a_new_folder_per_run_its_path_last() {
+    let server = start(Fault::None).await;
+    let cwd = tempfile::tempdir().unwrap();
+    let mut args = vec!["--base-url", server.url.as_str(), "--allow-dirty"];
+    args.extend(TINY);
+    let mut indexes = Vec::new();
+    for _ in 0..2 {
+        let out = crebito_load_in(cwd.path(), &args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        let index = last
+            .strip_prefix("crebito-load: report: ")
+            .unwrap_or_else(|| panic!("the last line names the report: {stderr}"));
+        let index = std::path::PathBuf::from(index);
+        assert!(index.is_absolute(), "{last}");
+        assert!(index.ends_with("index.html"), "{last}");
+        let folder = index.parent().unwrap();
+        assert_eq!(
+            folder.parent().unwrap(),
+            cwd.path()
+                .canonicalize()
+                .unwrap()
+                .join("crebito-load-report"),
+            "{last}"
+        );
+        // Named by the run's start time.
+        let name = folder.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("20") && name.contains('T'), "{name}");
+        assert!(std::fs::read_to_string(&index).unwrap().contains("<svg"));
+        assert!(folder.join("summary.json").exists());
+        indexes.push(index);
+    }
+    assert_ne!(indexes[0], indexes[1], "each run gets its own folder");
+    // --no-report writes nothing.
+    let empty = tempfile::tempdir().unwrap();
+    let mut args = args.clone();
+    args.push("--no-report");
+    let out = crebito_load_in(empty.path(), &args).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("report:"));
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+    // --report and --no-report together are a usage error.
+    let out = crebito_load(&["--report", "x", "--no-report"]).await;
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -41,12 +41,22 @@ async fn tiny_run(fault: Fault, json: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
 }
 
+/// `summary` as if its generator had kept the schedule (on a busy test
+/// machine it may not, and compare would mark the run), written back to
+/// `path`.
+fn calm(mut summary: Value, path: &Path) -> Value {
+    summary["generator"]["trustworthy"] = Value::Bool(true);
+    summary["generator"]["lag_p99_ms"] = serde_json::json!(1.5);
+    std::fs::write(path, summary.to_string()).unwrap();
+    summary
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_side_by_side_with_ratios_and_curves() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
-    let good = tiny_run(Fault::None, &a).await;
-    let slow = tiny_run(Fault::Slow, &b).await;
+    let good = calm(tiny_run(Fault::None, &a).await, &a);
+    let slow = calm(tiny_run(Fault::Slow, &b).await, &b);
     for s in [&good, &slow] {
         let curve = s["percentile_curves_ms"]["todas"].as_array().unwrap();
         assert!(curve.len() > 10);
@@ -70,7 +80,7 @@ async fn two_runs_side_by_side_with_ratios_and_curves() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
-        stdout.contains("[1] correct") && stdout.contains("[2] slow"),
+        stdout.contains("[1] correct\n") && stdout.contains("[2] slow\n"),
         "{stdout}"
     );
     let row = |name: &str| {
@@ -181,4 +191,60 @@ async fn older_summaries_load_and_bad_ones_exit_2() {
         let out = crebito_load(&args).await;
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrustworthy_run_is_marked_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let mut run = calm(tiny_run(Fault::None, &a).await, &a);
+    // The same run as if the generator had lagged.
+    run["generator"]["trustworthy"] = Value::Bool(false);
+    run["generator"]["lag_p99_ms"] = serde_json::json!(7.25);
+    std::fs::write(&b, run.to_string()).unwrap();
+    let page = dir.path().join("compare.html");
+    let out = succeeds(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--label",
+        "calm",
+        "--label",
+        "lagging",
+        "--html",
+        page.to_str().unwrap(),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let remedy = crebito_load::summary::UNTRUSTWORTHY_REMEDY;
+    assert!(stdout.contains("[1] calm\n"), "{stdout}");
+    assert!(stdout.contains("[2]! lagging\n"), "{stdout}");
+    assert!(
+        stdout.contains("! NOT trustworthy: the load generator started its users 7.25 ms late")
+            && stdout.contains(remedy),
+        "{stdout}"
+    );
+    let header = stdout.lines().find(|l| l.starts_with("figure")).unwrap();
+    assert!(
+        header.contains("[1]") && header.contains("[2]!"),
+        "{header}"
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("⚠ not trustworthy"), "the table's heading");
+    assert!(html.contains(r#"<section class="alert"><b>Run [2] lagging</b>"#));
+    assert!(html.contains(remedy));
+    assert_eq!(html.matches(r#"<section class="alert">"#).count(), 1);
+    let out = succeeds(&[
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--markdown",
+    ])
+    .await;
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.lines().next().unwrap().contains("b.json ⚠ |"), "{md}");
+    assert!(
+        md.contains("NOT trustworthy") && md.contains(remedy),
+        "{md}"
+    );
 }

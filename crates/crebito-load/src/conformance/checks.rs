@@ -3,14 +3,12 @@
 //! and puts them back.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use hyper::Method;
 use serde_json::{json, Value};
 
 use super::client::{self, Exchange, Outgoing};
-use super::{fail, Check, CheckFuture, Checked, Ctx, Origin, Verdict};
+use super::{fail, probe, Check, CheckFuture, Checked, Ctx, Origin, Verdict};
 use crate::http::Target;
 use crate::scenario::SEEDED_ACCOUNTS;
 
@@ -96,7 +94,7 @@ pub fn catalogue() -> Vec<Check> {
         ),
         challenge(
             "newest-first",
-            "ultimas_transacoes lists the 10 newest transactions, newest first, in posting order",
+            "ultimas_transacoes lists the 10 newest transactions, newest first, in posting order, also while several connections post to the account at once: each listed row's answered balance is the next older row's plus or minus its valor, none missing",
             CONTRACT_2_2,
             boxed!(newest_first),
         ),
@@ -193,7 +191,7 @@ pub fn catalogue() -> Vec<Check> {
         ),
         challenge(
             "statement-snapshot",
-            "a statement read while postings land is one snapshot: its total and its rows always agree",
+            "a statement read while several connections post to the account is one snapshot: its total is the balance answered for its newest listed row",
             CONTRACT_3,
             boxed!(statement_snapshot),
         ),
@@ -301,7 +299,7 @@ fn body(valor: i64, tipo: &str, descricao: &str) -> String {
 }
 
 impl Ctx {
-    fn target(&self, i: usize) -> &Target {
+    pub(crate) fn target(&self, i: usize) -> &Target {
         &self.targets[i % self.targets.len()]
     }
 
@@ -312,7 +310,11 @@ impl Ctx {
     }
 
     /// Reads `account`'s statement through target `t`: 200 and parsable.
-    async fn statement(&self, t: usize, account: u32) -> Result<(Exchange, Statement), Verdict> {
+    pub(crate) async fn statement(
+        &self,
+        t: usize,
+        account: u32,
+    ) -> Result<(Exchange, Statement), Verdict> {
         let ex = client::send(self.target(t), &Outgoing::get(statement_path(account))).await;
         if ex.status() != Some(200) {
             return fail(
@@ -373,7 +375,7 @@ impl Ctx {
     }
 
     /// Puts `account`'s balance back to `balance`.
-    async fn restore(&self, account: u32, balance: i64) -> Result<(), Verdict> {
+    pub(crate) async fn restore(&self, account: u32, balance: i64) -> Result<(), Verdict> {
         let (_, now) = self.statement(0, account).await?;
         self.move_balance(account, balance as i128 - now.total as i128)
             .await
@@ -705,7 +707,10 @@ async fn newest_first(ctx: &Ctx) -> Checked {
             &[&ex],
         );
     }
-    Ok("12 postings, the last 10 listed newest first".into())
+    let under_load = probe::findings(ctx).await?.order?;
+    Ok(format!(
+        "12 postings, the last 10 listed newest first; under load: {under_load}"
+    ))
 }
 
 async fn limit_boundary(ctx: &Ctx) -> Checked {
@@ -1187,112 +1192,7 @@ async fn limit_under_concurrency(ctx: &Ctx) -> Checked {
 }
 
 async fn statement_snapshot(ctx: &Ctx) -> Checked {
-    const POSTINGS: usize = 100;
-    const READERS: usize = 4;
-    let account = 4;
-    let (_, before) = ctx.statement(0, account).await?;
-    if before.total > i64::MAX - POSTINGS as i64 {
-        return Err(Verdict::Skip(
-            "skipped: account 4's balance is too close to 2^63".into(),
-        ));
-    }
-    let done = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..READERS)
-        .map(|r| {
-            let target = ctx.target(r).clone();
-            let done = done.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while !done.load(Ordering::Relaxed) {
-                    seen.push(client::send(&target, &Outgoing::get(statement_path(account))).await);
-                }
-                seen
-            })
-        })
-        .collect();
-    let postings = burst(ctx, POSTINGS, account, 1, "c", "sn").await;
-    done.store(true, Ordering::Relaxed);
-    let mut statements = Vec::new();
-    for r in readers {
-        statements.extend(r.await.unwrap_or_default());
-    }
-    let restore = |result: Checked| async move {
-        ctx.restore(account, before.total).await?;
-        result
-    };
-    let b0 = before.total;
-    if let Err(v) = distinct_balances(
-        &postings,
-        (b0 + 1..=b0 + POSTINGS as i64).collect(),
-        "100 concurrent credits of 1",
-    ) {
-        return restore(Err(v)).await;
-    }
-    // The posting that answered b0 + k was the k-th applied.
-    let mut by_balance: HashMap<i64, String> = HashMap::new();
-    for (i, ex) in postings.iter().enumerate() {
-        if let Some(s) = ex.json().and_then(|j| j["saldo"].as_i64()) {
-            by_balance.insert(s, format!("sn{i}{}", ctx.nonce));
-        }
-    }
-    for ex in &statements {
-        if ex.status() != Some(200) {
-            return restore(fail(
-                "a statement read during the postings did not answer 200",
-                &[ex],
-            ))
-            .await;
-        }
-        let s = match ex.json().map(|j| parse_statement(&j)) {
-            Some(Ok(s)) => s,
-            _ => {
-                return restore(fail(
-                    "a statement read during the postings is not well-formed",
-                    &[ex],
-                ))
-                .await
-            }
-        };
-        let k = s.total as i128 - b0 as i128;
-        if !(0..=POSTINGS as i128).contains(&k) {
-            return restore(fail(
-                format!(
-                    "a statement showed total {}, outside {b0}..={}",
-                    s.total,
-                    b0 + POSTINGS as i64
-                ),
-                &[ex],
-            ))
-            .await;
-        }
-        let k = k as usize;
-        let expected: Vec<String> = (0..k)
-            .map(|i| {
-                by_balance
-                    .get(&(s.total - i as i64))
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .chain(before.rows.iter().map(|r| r.descricao.clone()))
-            .take(10)
-            .collect();
-        let listed: Vec<String> = s.rows.iter().map(|r| r.descricao.clone()).collect();
-        if listed != expected {
-            return restore(fail(
-                format!(
-                    "a statement with total {} (after {k} of the postings) lists rows that do not match it: expected {expected:?}",
-                    s.total
-                ),
-                &[ex],
-            ))
-            .await;
-        }
-    }
-    let reads = statements.len();
-    restore(Ok(format!(
-        "{reads} statements read during {POSTINGS} concurrent credits, each one snapshot"
-    )))
-    .await
+    probe::findings(ctx).await?.snapshot
 }
 
 async fn read_your_write(ctx: &Ctx) -> Checked {

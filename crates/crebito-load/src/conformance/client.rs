@@ -1,12 +1,14 @@
 //! The checker's HTTP client: one request per new HTTP/1.1 connection
-//! (hyper), every header and body byte under the caller's control, and the
-//! exchange kept whole so that a failed check can show exactly what was sent
-//! and what came back.
+//! (hyper), or a [`KeepAlive`] connection for the sustained probe, every
+//! header and body byte under the caller's control, and the exchange kept
+//! whole so that a failed check can show exactly what was sent and what came
+//! back.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -149,72 +151,133 @@ impl Outgoing {
 /// response within [`EXCHANGE_TIMEOUT`]. Never fails: a connection error
 /// or timeout is kept in [`Exchange::error`].
 pub async fn send(target: &Target, out: &Outgoing) -> Exchange {
-    let mut headers = vec![
-        ("host".to_string(), target.host_header.clone()),
-        ("user-agent".to_string(), USER_AGENT.to_string()),
-    ];
-    if let Some(ct) = &out.content_type {
-        headers.push(("content-type".to_string(), ct.clone()));
-    }
-    if !out.body.is_empty() || out.method == Method::POST {
-        headers.push(("content-length".to_string(), out.body.len().to_string()));
-    }
-    let request = SentRequest {
-        method: out.method.to_string(),
-        url: format!("{}{}", target.base_url.trim_end_matches('/'), out.path),
-        headers: headers.clone(),
-        body: String::from_utf8_lossy(&out.body).into_owned(),
-    };
-    let outcome = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(target, out, &headers)).await;
-    let (response, error) = match outcome {
-        Ok(Ok(reply)) => (Some(reply), None),
-        Ok(Err(e)) => (None, Some(e)),
-        Err(_) => (
-            None,
-            Some(format!(
-                "no complete response within {} s",
-                EXCHANGE_TIMEOUT.as_secs()
-            )),
-        ),
-    };
-    Exchange {
-        request,
-        response,
-        error,
+    KeepAlive::new().send(target, out).await
+}
+
+/// One connection kept alive from one request to the next (reopened when
+/// the server closes it), for probes that send many requests in a row: a
+/// new connection per request would add its handshake to every request and
+/// leave the server idle between them.
+#[derive(Default)]
+pub struct KeepAlive {
+    sender: Option<SendRequest<Full<Bytes>>>,
+    driver: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        if let Some(d) = self.driver.take() {
+            d.abort();
+        }
     }
 }
 
-async fn exchange(
-    target: &Target,
-    out: &Outgoing,
-    headers: &[(String, String)],
-) -> Result<Reply, String> {
-    let stream = TcpStream::connect(target.addr)
-        .await
-        .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut builder = Request::builder()
-        .method(out.method.clone())
-        .uri(format!("{}{}", target.prefix, out.path));
-    for (k, v) in headers {
-        builder = builder.header(k.as_str(), v.as_str());
+impl KeepAlive {
+    /// No connection yet: the first request opens it.
+    pub fn new() -> KeepAlive {
+        KeepAlive::default()
     }
-    let request = builder
-        .body(Full::new(Bytes::from(out.body.clone())))
-        .map_err(|e| e.to_string())?;
-    let result = async {
+
+    /// Sends `out` to `target` on this connection (opened first when there
+    /// is none usable) and reads the whole response within
+    /// [`EXCHANGE_TIMEOUT`]. Never fails: a connection error or timeout is
+    /// kept in [`Exchange::error`], and the connection is dropped then.
+    pub async fn send(&mut self, target: &Target, out: &Outgoing) -> Exchange {
+        self.send_within(target, out, EXCHANGE_TIMEOUT).await
+    }
+
+    /// [`KeepAlive::send`], with at most `limit` (and at most
+    /// [`EXCHANGE_TIMEOUT`]) for the whole exchange.
+    pub async fn send_within(
+        &mut self,
+        target: &Target,
+        out: &Outgoing,
+        limit: Duration,
+    ) -> Exchange {
+        let limit = limit.min(EXCHANGE_TIMEOUT);
+        let mut headers = vec![
+            ("host".to_string(), target.host_header.clone()),
+            ("user-agent".to_string(), USER_AGENT.to_string()),
+        ];
+        if let Some(ct) = &out.content_type {
+            headers.push(("content-type".to_string(), ct.clone()));
+        }
+        if !out.body.is_empty() || out.method == Method::POST {
+            headers.push(("content-length".to_string(), out.body.len().to_string()));
+        }
+        let request = SentRequest {
+            method: out.method.to_string(),
+            url: format!("{}{}", target.base_url.trim_end_matches('/'), out.path),
+            headers: headers.clone(),
+            body: String::from_utf8_lossy(&out.body).into_owned(),
+        };
+        let outcome = tokio::time::timeout(limit, self.exchange(target, out, &headers)).await;
+        let (response, error) = match outcome {
+            Ok(Ok(reply)) => (Some(reply), None),
+            Ok(Err(e)) => (None, Some(e)),
+            Err(_) => (
+                None,
+                Some(if limit.subsec_millis() == 0 {
+                    format!("no complete response within {} s", limit.as_secs())
+                } else {
+                    format!("no complete response within {:.1} s", limit.as_secs_f64())
+                }),
+            ),
+        };
+        if error.is_some() {
+            self.close();
+        }
+        Exchange {
+            request,
+            response,
+            error,
+        }
+    }
+
+    fn close(&mut self) {
+        self.sender = None;
+        if let Some(d) = self.driver.take() {
+            d.abort();
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        target: &Target,
+        out: &Outgoing,
+        headers: &[(String, String)],
+    ) -> Result<Reply, String> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.close();
+            let stream = TcpStream::connect(target.addr)
+                .await
+                .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
+            let _ = stream.set_nodelay(true);
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+            self.driver = Some(tokio::spawn(async move {
+                let _ = conn.await;
+            }));
+            self.sender = Some(sender);
+        }
+        let sender = self.sender.as_mut().expect("connection just opened");
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let mut builder = Request::builder()
+            .method(out.method.clone())
+            .uri(format!("{}{}", target.prefix, out.path));
+        for (k, v) in headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(out.body.clone())))
+            .map_err(|e| e.to_string())?;
         let response = sender
             .send_request(request)
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
-        let headers = response
+        let headers: Vec<(String, String)> = response
             .headers()
             .iter()
             .map(|(k, v)| {
@@ -224,12 +287,18 @@ async fn exchange(
                 )
             })
             .collect();
+        let close = headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
         let raw = response
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
+        if close {
+            self.close();
+        }
         Ok(Reply {
             status,
             headers,
@@ -237,7 +306,4 @@ async fn exchange(
             raw,
         })
     }
-    .await;
-    driver.abort();
-    result
 }

@@ -21,6 +21,7 @@ use crate::starting_state::{self, StartingState};
 pub mod checks;
 pub mod client;
 pub mod present;
+pub mod probe;
 
 use client::Exchange;
 
@@ -68,6 +69,34 @@ pub struct CheckOutcome {
     pub evidence: Vec<Exchange>,
 }
 
+/// How the checks of one [`Origin`] went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// Checks run.
+    pub checks: usize,
+    /// How many passed.
+    pub passed: usize,
+    /// How many failed.
+    pub failed: usize,
+    /// How many were skipped.
+    pub skipped: usize,
+}
+
+impl Tally {
+    fn of<'a>(outcomes: impl Iterator<Item = &'a CheckOutcome>) -> Tally {
+        let mut t = Tally::default();
+        for o in outcomes {
+            t.checks += 1;
+            match o.status {
+                Status::Pass => t.passed += 1,
+                Status::Fail => t.failed += 1,
+                Status::Skip => t.skipped += 1,
+            }
+        }
+        t
+    }
+}
+
 /// Everything one `crebito-load check` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
@@ -83,12 +112,21 @@ pub struct CheckReport {
     pub failed: usize,
     /// How many were skipped.
     pub skipped: usize,
+    /// The challenge's own rules ([`Origin::Challenge`]).
+    pub challenge_rules: Tally,
+    /// This project's stricter choices ([`Origin::Project`]).
+    pub stricter_rules: Tally,
+    /// Whether a failed stricter rule fails the verdict (`--strict`).
+    pub strict: bool,
+    /// [`CheckReport::ok`]: `true` when the verdict is a pass.
+    pub verdict_ok: bool,
 }
 
 impl CheckReport {
-    /// Whether no check failed.
+    /// The verdict: no rule of the challenge failed, nor, with `--strict`,
+    /// any of this project's stricter rules.
     pub fn ok(&self) -> bool {
-        self.failed == 0
+        self.challenge_rules.failed == 0 && (!self.strict || self.stricter_rules.failed == 0)
     }
 }
 
@@ -138,6 +176,8 @@ pub struct Ctx {
     pub starting: StartingState,
     /// A few random characters that make this run's descriptions unique.
     pub nonce: String,
+    /// The sustained probe's findings, once it has run.
+    pub probe: tokio::sync::OnceCell<Result<probe::Findings, Verdict>>,
 }
 
 /// What to check.
@@ -149,6 +189,8 @@ pub struct CheckConfig {
     pub only: Vec<String>,
     /// Only the challenge's rules, not this project's stricter choices.
     pub only_challenge: bool,
+    /// A failed stricter rule fails the verdict too (`--strict`).
+    pub strict: bool,
 }
 
 /// Why the checks could not run at all.
@@ -196,6 +238,7 @@ pub async fn run(config: &CheckConfig) -> Result<CheckReport, CheckError> {
         targets,
         starting,
         nonce,
+        probe: tokio::sync::OnceCell::new(),
     };
     let mut outcomes = Vec::new();
     for check in catalogue.iter().filter(|c| {
@@ -219,12 +262,18 @@ pub async fn run(config: &CheckConfig) -> Result<CheckReport, CheckError> {
         });
     }
     let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
-    Ok(CheckReport {
+    let mut report = CheckReport {
         base_urls: config.base_urls.clone(),
         starting_state: ctx.starting,
         passed: count(Status::Pass),
         failed: count(Status::Fail),
         skipped: count(Status::Skip),
+        challenge_rules: Tally::of(outcomes.iter().filter(|o| o.origin == Origin::Challenge)),
+        stricter_rules: Tally::of(outcomes.iter().filter(|o| o.origin == Origin::Project)),
+        strict: config.strict,
+        verdict_ok: false,
         checks: outcomes,
-    })
+    };
+    report.verdict_ok = report.ok();
+    Ok(report)
 }

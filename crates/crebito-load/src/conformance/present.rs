@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CheckReport, Origin, Status};
+use super::{CheckReport, Origin, Status, Tally};
 
 /// The report as text: the targets, the starting state, then per check its
 /// status, name, rule and source, and on failure why, with the exact
@@ -50,9 +50,48 @@ pub fn text(report: &CheckReport) -> String {
             }
         }
     }
+    let tally = |t: &Tally| {
+        let mut line = format!("{}/{} passed", t.passed, t.checks);
+        if t.failed > 0 {
+            let _ = write!(line, ", {} failed", t.failed);
+        }
+        if t.skipped > 0 {
+            let _ = write!(line, ", {} skipped", t.skipped);
+        }
+        line
+    };
+    let c = &report.challenge_rules;
+    let p = &report.stricter_rules;
+    let _ = writeln!(o);
+    let _ = writeln!(o, "the challenge's rules: {}", tally(c));
+    if p.checks > 0 {
+        let counted = if report.strict {
+            "counted in the verdict (--strict)"
+        } else {
+            "not counted in the verdict; --strict counts them"
+        };
+        let _ = writeln!(
+            o,
+            "stricter rules (this project's choices, where the challenge leaves room): {} — {counted}",
+            tally(p)
+        );
+    }
+    let verdict = if report.ok() { "PASS" } else { "FAIL" };
+    let why = match (c.failed, p.failed, report.strict) {
+        (0, 0, _) => "no rule failed".to_string(),
+        (0, n, false) => format!(
+            "every rule of the challenge holds ({n} stricter rule{} failed, not counted)",
+            if n == 1 { "" } else { "s" }
+        ),
+        (0, n, true) => format!(
+            "{n} stricter rule{} failed (--strict)",
+            if n == 1 { "" } else { "s" }
+        ),
+        (n, _, _) => format!("{n} of the challenge's rules failed",),
+    };
     let _ = writeln!(
         o,
-        "\n{} checks: {} passed, {} failed, {} skipped",
+        "verdict: {verdict} — {why}; {} checks: {} passed, {} failed, {} skipped",
         report.checks.len(),
         report.passed,
         report.failed,

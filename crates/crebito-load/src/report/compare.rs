@@ -52,7 +52,16 @@ pub fn text(runs: &[ComparedRun]) -> String {
     let figures = figures(runs);
     let mut o = String::new();
     for (i, r) in runs.iter().enumerate() {
-        let _ = writeln!(o, "[{}] {}", i + 1, r.label);
+        let _ = writeln!(o, "[{}]{} {}", i + 1, mark(r), r.label);
+        if let Some(w) = r.summary.untrustworthy_warning() {
+            let _ = writeln!(o, "     ! {w}");
+        }
+    }
+    if runs.iter().any(|r| r.summary.untrustworthy()) {
+        let _ = writeln!(
+            o,
+            "A run marked ! measured its generator as much as the server: compare its figures with care."
+        );
     }
     let name_width = figures
         .iter()
@@ -74,7 +83,7 @@ pub fn text(runs: &[ComparedRun]) -> String {
     let pad = |s: &str, w: usize| format!("{}{s}", " ".repeat(w.saturating_sub(s.chars().count())));
     let _ = write!(o, "{}", pad_right("figure", name_width));
     for (i, w) in widths.iter().enumerate() {
-        let _ = write!(o, "{}", pad(&format!("[{}]", i + 1), *w));
+        let _ = write!(o, "{}", pad(&format!("[{}]{}", i + 1, mark(&runs[i])), *w));
     }
     o.push('\n');
     for f in &figures {
@@ -87,6 +96,16 @@ pub fn text(runs: &[ComparedRun]) -> String {
     o
 }
 
+/// `!` after the number of a run that is not
+/// [trustworthy](crate::summary::Summary::untrustworthy).
+fn mark(run: &ComparedRun) -> &'static str {
+    if run.summary.untrustworthy() {
+        "!"
+    } else {
+        ""
+    }
+}
+
 fn pad_right(s: &str, w: usize) -> String {
     format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())))
 }
@@ -95,7 +114,12 @@ fn pad_right(s: &str, w: usize) -> String {
 pub fn markdown(runs: &[ComparedRun]) -> String {
     let mut o = String::from("| figure |");
     for r in runs {
-        let _ = write!(o, " {} |", r.label.replace('|', "\\|"));
+        let flag = if r.summary.untrustworthy() {
+            " ⚠"
+        } else {
+            ""
+        };
+        let _ = write!(o, " {}{flag} |", r.label.replace('|', "\\|"));
     }
     o.push_str("\n|---|");
     for _ in runs {
@@ -108,6 +132,11 @@ pub fn markdown(runs: &[ComparedRun]) -> String {
             let _ = write!(o, " {} |", cell(&f, i));
         }
         o.push('\n');
+    }
+    for r in runs {
+        if let Some(w) = r.summary.untrustworthy_warning() {
+            let _ = write!(o, "\n⚠ {}: {w}\n", r.label.replace('|', "\\|"));
+        }
     }
     o
 }
@@ -192,9 +221,16 @@ pub fn html(runs: &[ComparedRun]) -> String {
     let runs_legend = legend(&items_ref);
     let mut table = String::from(r#"<table class="stats"><thead><tr><th>figure</th>"#);
     for (i, r) in runs.iter().enumerate() {
+        let flag = match r.summary.untrustworthy_warning() {
+            Some(w) => format!(
+                r#" <b class="bad" title="{}">⚠ not trustworthy</b>"#,
+                esc(&w)
+            ),
+            None => String::new(),
+        };
         let _ = write!(
             table,
-            r#"<th><i class="sw" style="background:{}"></i>[{}] {}</th>"#,
+            r#"<th><i class="sw" style="background:{}"></i>[{}] {}{flag}</th>"#,
             RUN_COLORS[i % RUN_COLORS.len()],
             i + 1,
             esc(&r.label)
@@ -209,6 +245,17 @@ pub fn html(runs: &[ComparedRun]) -> String {
         table.push_str("</tr>");
     }
     table.push_str("</tbody></table>");
+    for (i, r) in runs.iter().enumerate() {
+        if let Some(w) = r.summary.untrustworthy_warning() {
+            let _ = write!(
+                o,
+                r#"<section class="alert"><b>Run [{}] {}</b>: {}.</section>"#,
+                i + 1,
+                esc(&r.label),
+                esc(&w)
+            );
+        }
+    }
     chart_section(
         &mut o,
         "Figures",

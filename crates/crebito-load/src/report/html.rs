@@ -8,7 +8,7 @@ use super::format::{esc, format_usd, group_thousands, ms, one_line, short};
 use super::svg::{Axis, Band, Bar, Chart, Line};
 use crate::runner::PHASES;
 use crate::stats::Group;
-use crate::summary::LAG_P99_LIMIT_MS;
+use crate::summary::{LAG_P99_LIMIT_MS, UNTRUSTWORTHY_REMEDY};
 use crate::RunReport;
 
 /// Colour of each group, in [`Group::ALL`] order (colour-blind safe).
@@ -615,8 +615,9 @@ fn score_box(report: &RunReport) -> String {
     if !s.generator.trustworthy {
         let _ = write!(
             o,
-            r#"<section class="alert">The load generator started its users {:.2} ms late at p99 (limit {LAG_P99_LIMIT_MS} ms): it could not keep Gatling's schedule, so <b>this run is not trustworthy</b>. Give it more CPU (or fewer competing processes) and run again.</section>"#,
-            s.generator.lag_p99_ms
+            r#"<section class="alert">The load generator started its users {:.2} ms late at p99 (limit {LAG_P99_LIMIT_MS} ms): it could not keep Gatling's schedule, so <b>this run is not trustworthy</b>. What to do: {}.</section>"#,
+            s.generator.lag_p99_ms,
+            esc(UNTRUSTWORTHY_REMEDY)
         );
     }
     o

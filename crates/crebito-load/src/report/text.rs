@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::fine_reasons;
 use super::format::{format_usd, group_thousands, ms, one_line};
-use crate::summary::{Summary, LAG_P99_LIMIT_MS};
+use crate::summary::{Summary, LAG_P99_LIMIT_MS, NOT_FRESH_REMEDY, UNTRUSTWORTHY_REMEDY};
 
 impl Summary {
     /// The text summary printed at the end of a run.
@@ -40,7 +40,7 @@ impl Summary {
         if let Some(state) = self.starting_state.as_ref().filter(|s| !s.fresh) {
             let _ = writeln!(
                 o,
-                "WARNING: the target was not freshly seeded ({}): the opening checks expect every seeded account at balance 0, their failures are fined",
+                "WARNING: the target was not freshly seeded ({}): the opening checks expect every seeded account at balance 0, their failures are fined; {NOT_FRESH_REMEDY}",
                 state.problems().join("; ")
             );
         }
@@ -204,11 +204,38 @@ impl Summary {
         if !g.trustworthy {
             let _ = writeln!(
                 o,
-                "WARNING: the generator's start lag p99 is {:.2} ms (> {LAG_P99_LIMIT_MS} ms): it could not keep the schedule, this run is NOT trustworthy",
+                "WARNING: the generator's start lag p99 is {:.2} ms (> {LAG_P99_LIMIT_MS} ms): it could not keep the schedule, this run is NOT trustworthy; {UNTRUSTWORTHY_REMEDY}",
                 g.lag_p99_ms
             );
         }
         let _ = writeln!(o, "{}", "=".repeat(92));
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::summary::{Summary, NOT_FRESH_REMEDY, UNTRUSTWORTHY_REMEDY};
+
+    #[test]
+    fn every_warning_says_what_to_do() {
+        let mut s = Summary::default();
+        s.generator.users = 10;
+        s.generator.trustworthy = true;
+        s.generator.lag_p99_ms = 1.0;
+        let sound = s.to_text();
+        assert!(!sound.contains("WARNING"), "{sound}");
+        s.generator.trustworthy = false;
+        s.generator.lag_p99_ms = 7.5;
+        s.starting_state = Some(crate::starting_state::StartingState::default());
+        let text = s.to_text();
+        let warnings: Vec<&str> = text.lines().filter(|l| l.starts_with("WARNING")).collect();
+        assert_eq!(warnings.len(), 2, "{text}");
+        assert!(warnings[0].ends_with(NOT_FRESH_REMEDY), "{}", warnings[0]);
+        assert!(
+            warnings[1].contains("7.50 ms") && warnings[1].ends_with(UNTRUSTWORTHY_REMEDY),
+            "{}",
+            warnings[1]
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! the check of its rule.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,8 +64,21 @@ pub enum Fault {
     LostUpdate,
     /// Debits check the headroom, wait, then apply: concurrent ones overdraw.
     OverdrawRace,
-    /// A statement reads the balance, waits, then reads the rows.
+    /// A statement reads the balance, waits 2 ms, then reads the rows.
     TornStatement,
+    /// A statement reads the balance and its rows in two snapshots, as two
+    /// queries outside one transaction would: the balance, then (after a
+    /// yield to the runtime, the round trip of the second query) the rows,
+    /// with concurrent postings landing in between.
+    TwoSnapshots,
+    /// A posting takes its timestamp before it is applied (as a timestamp
+    /// set by the application, or a transaction's start time, before the
+    /// account's lock is taken): after a yield to the runtime (the round
+    /// trip to the database) it is applied under the lock, and statements
+    /// list rows by that timestamp. A posting that waited behind a later
+    /// one is listed below it, or not at all when ten newer ones are
+    /// listed, while the balance includes it.
+    StampBeforeWrite,
     /// Statements see a posting 200 ms after it was answered.
     StaleRead,
     /// A known path with another method is 404.
@@ -80,6 +94,9 @@ struct Row {
     valor: i64,
     tipo: &'static str,
     descricao: String,
+    /// The posting's timestamp, from the fake's clock: statements list
+    /// rows by it, newest first.
+    stamp: u64,
 }
 
 #[derive(Clone)]
@@ -96,6 +113,8 @@ struct Fake {
     ledger: Mutex<Vec<Option<Account>>>,
     /// What statements show; the ledger itself except with `StaleRead`.
     view: Mutex<Vec<Option<Account>>>,
+    /// The clock of the rows' timestamps: one tick per posting.
+    clock: AtomicU64,
 }
 
 fn seed(fault: Fault) -> Vec<Option<Account>> {
@@ -164,13 +183,15 @@ impl Fake {
                 None => return error(StatusCode::NOT_FOUND, "no such account"),
             }
         };
-        if self.fault == Fault::TornStatement {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+        match self.fault {
+            Fault::TornStatement => tokio::time::sleep(Duration::from_millis(2)).await,
+            Fault::TwoSnapshots => tokio::task::yield_now().await,
+            _ => {}
         }
         let view = self.view_of();
         let view = view.lock().unwrap();
         let account = view[id].as_ref().unwrap();
-        let total = if self.fault == Fault::TornStatement {
+        let total = if matches!(self.fault, Fault::TornStatement | Fault::TwoSnapshots) {
             total
         } else {
             account.balance
@@ -239,7 +260,12 @@ impl Fake {
         match self.fault {
             Fault::LostUpdate => self.apply_racy(id, valor, tipo, descricao).await,
             Fault::OverdrawRace if tipo == "d" => self.debit_racy(id, valor, descricao).await,
-            _ => self.apply(id, valor, tipo, descricao),
+            Fault::StampBeforeWrite => {
+                let stamp = self.clock.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                self.apply(id, valor, tipo, descricao, Some(stamp))
+            }
+            _ => self.apply(id, valor, tipo, descricao, None),
         }
     }
 
@@ -335,13 +361,15 @@ impl Fake {
         Ok((valor, tipo, descricao))
     }
 
-    /// The posting itself, atomically.
+    /// The posting itself, atomically; its row is stamped `stamp`, or the
+    /// clock's next tick under the lock.
     fn apply(
         self: &Arc<Self>,
         id: usize,
         valor: i64,
         tipo: &'static str,
         descricao: String,
+        stamp: Option<u64>,
     ) -> Response {
         let mut ledger = self.ledger.lock().unwrap();
         let account = ledger[id].as_mut().unwrap();
@@ -361,11 +389,15 @@ impl Fake {
             new as i64
         };
         account.balance = new;
-        account.rows.push(Row {
+        let row = Row {
             valor,
             tipo,
             descricao,
-        });
+            stamp: stamp.unwrap_or_else(|| self.clock.fetch_add(1, Ordering::SeqCst)),
+        };
+        // Kept in timestamp order, as an index on it would list them.
+        let at = account.rows.partition_point(|r| r.stamp < row.stamp);
+        account.rows.insert(at, row);
         let limit = account.limit;
         let snapshot = ledger.clone();
         drop(ledger);
@@ -417,6 +449,7 @@ impl Fake {
             valor,
             tipo,
             descricao,
+            stamp: self.clock.fetch_add(1, Ordering::SeqCst),
         });
         axum::Json(json!({"limite": limit, "saldo": new})).into_response()
     }
@@ -438,6 +471,7 @@ impl Fake {
             valor,
             tipo: "d",
             descricao,
+            stamp: self.clock.fetch_add(1, Ordering::SeqCst),
         });
         axum::Json(json!({"limite": a.limit, "saldo": a.balance})).into_response()
     }
@@ -499,6 +533,7 @@ pub async fn start(fault: Fault, instances: usize) -> FakeDeployment {
         fault,
         ledger: Mutex::new(seed(fault)),
         view: Mutex::new(seed(fault)),
+        clock: AtomicU64::new(0),
     });
     let mut urls = Vec::new();
     let mut tasks = Vec::new();

@@ -19,10 +19,18 @@ use serde_json::{json, Value};
 use crebito_load::runner::RunConfig;
 
 /// Runs the `crebito-load` binary with `args`, without the environment
-/// variables it reads, and waits for its output.
+/// variables it reads, in a new empty working directory (removed after: a
+/// run's default report goes there), and waits for its output.
 pub async fn crebito_load(args: &[&str]) -> std::process::Output {
+    let cwd = tempfile::tempdir().expect("a working directory");
+    crebito_load_in(cwd.path(), args).await
+}
+
+/// [`crebito_load`] in the working directory `cwd`.
+pub async fn crebito_load_in(cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_crebito-load"))
         .args(args)
+        .current_dir(cwd)
         .env_remove("CREBITO_LOAD_BASE_URL")
         .env_remove("CREBITO_LOAD_SEED")
         .stdin(std::process::Stdio::null())
