@@ -166,7 +166,9 @@ pub struct ServeArgs {
     /// this many seconds after the first (an attempt that is still running
     /// when its successor's second comes uses that slot up); then the
     /// server exits with status 1. Each attempt gives up after
-    /// --acquire-timeout-ms. 0 tries once. A SQLite file is opened once.
+    /// --acquire-timeout-ms. 0 tries once. A refused login (wrong password,
+    /// unknown role) or a database that does not exist is not retried: the
+    /// server exits 1 at once. A SQLite file is opened once.
     #[arg(long, env = "CREBITO_CONNECT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub connect_timeout_secs: u64,
 

@@ -139,8 +139,10 @@ async fn purge_idempotency_keys(ledger: Arc<AnyLedger>, retention: Duration) {
 /// failed. Attempt `n` starts `n - 1` seconds after the first; one that is
 /// still running when its successor's second comes uses that slot up, so
 /// numbers may jump. A SQLite file has no server to wait for, and a
-/// database that cannot hold the ledger (its encoding) does not change by
-/// waiting: their errors are final.
+/// database that cannot hold the ledger (its encoding), a refused login
+/// or a database that does not exist do not change by waiting
+/// ([`crebito::ledger::LedgerError::is_permanent`]): their errors are
+/// final.
 async fn open_with_retry(
     settings: &ServeSettings,
 ) -> Result<AnyLedger, crebito::ledger::LedgerError> {

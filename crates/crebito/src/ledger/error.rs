@@ -222,16 +222,37 @@ impl LedgerError {
     }
 
     /// True when waiting cannot help: the database cannot hold the
-    /// contract ([`UnsupportedDatabase`] in the source chain).
+    /// contract ([`UnsupportedDatabase`] in the source chain), or the
+    /// PostgreSQL server answered and refused the login for good — a wrong
+    /// password or an unknown role (SQLSTATE class 28), a database that
+    /// does not exist (3D000). A server still starting refuses connections
+    /// or answers 57P03, never these.
     pub fn is_permanent(&self) -> bool {
+        use tokio_postgres::error::{DbError, SqlState};
         self.caused_by::<UnsupportedDatabase>()
+            || self.any_cause(|error| {
+                // The driver's error, or the server's (a connection error
+                // shows the latter only: ConnectFailed is transparent).
+                let code = match error.downcast_ref::<tokio_postgres::Error>() {
+                    Some(e) => e.code(),
+                    None => error.downcast_ref::<DbError>().map(DbError::code),
+                };
+                code.is_some_and(|code| {
+                    code.code().starts_with("28") || *code == SqlState::INVALID_CATALOG_NAME
+                })
+            })
     }
 
     /// True when an `E` is in the source chain.
     fn caused_by<E: Error + 'static>(&self) -> bool {
+        self.any_cause(|error| error.is::<E>())
+    }
+
+    /// True when `test` holds for an error in the source chain.
+    fn any_cause(&self, test: impl Fn(&(dyn Error + 'static)) -> bool) -> bool {
         let mut next: Option<&(dyn Error + 'static)> = self.source();
         while let Some(error) = next {
-            if error.is::<E>() {
+            if test(error) {
                 return true;
             }
             next = error.source();

@@ -112,3 +112,39 @@ async fn a_database_not_encoded_in_utf8_is_refused_at_start() {
         .get(0);
     assert_eq!(tables, 0);
 }
+
+/// A server that answers and refuses the login, or names no such
+/// database, does not change by waiting: the start ends at once with the
+/// server's message, not after `--connect-timeout-secs` of retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_or_a_missing_database_ends_the_start_at_once() {
+    let url = helpers::fresh_postgres_database().await;
+    let admin = admin_session(&url).await;
+    let name: String = admin
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let role = format!("{name}_role");
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'right'"))
+        .await
+        .unwrap();
+    let wrong_password = helpers::with_credentials(&url, &role, "wrong");
+    let missing = url.replacen(&format!("/{name}"), &format!("/{name}_missing"), 1);
+    for (database_url, needle) in [
+        (wrong_password, "password authentication failed"),
+        (missing, "does not exist"),
+    ] {
+        let listen = format!("127.0.0.1:{}", helpers::free_port());
+        let mut process = Crebito::spawn(
+            &["serve", "--listen", &listen, "--connect-timeout-secs", "60"],
+            &[("DATABASE_URL", &database_url)],
+        );
+        let code = process.wait(Duration::from_secs(15));
+        let log = process.log();
+        assert_eq!(code, Some(1), "{log}");
+        assert!(log.contains(needle), "{needle:?} in:\n{log}");
+        assert!(!log.contains("retrying"), "{log}");
+    }
+}
