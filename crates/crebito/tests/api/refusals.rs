@@ -16,6 +16,7 @@ use crate::helpers::{self, Backend, TestApp};
 on_every_ledger!(
     a_debit_is_only_ever_refused_for_the_limit,
     a_row_the_database_refuses_fails_only_its_own_posting,
+    a_key_repeated_in_a_refused_batch_resolves_to_one_posting,
 );
 
 fn posting(kind: Kind, cents: i64, text: &str, key: Option<&str>) -> Posting {
@@ -200,4 +201,53 @@ async fn a_row_the_database_refuses_fails_only_its_own_posting(backend: Backend)
     assert!(report.holds(), "{report:?}");
     let account = report.accounts.iter().find(|a| a.account == 1).unwrap();
     assert_eq!((account.balance, account.transactions), (5, 5));
+}
+
+/// A batch refused for one row is applied again one by one: a key used
+/// twice in it still names one posting (the second use is its replay), and
+/// the refused posting's key records nothing.
+async fn a_key_repeated_in_a_refused_batch_resolves_to_one_posting(backend: Backend) {
+    let (url, _dir) = helpers::fresh_database(backend).await;
+    let ledger = Arc::new(helpers::open_ledger(&url).await);
+    forbid(&url).await;
+    let hold = Hold::take(&url).await;
+    let mut tasks = Vec::new();
+    for (text, key) in [
+        ("first", None),
+        ("a", Some("k1")),
+        ("forbidden", Some("k2")),
+        ("a", Some("k1")),
+        ("forbidden", Some("k2")),
+        ("b", None),
+    ] {
+        let ledger = ledger.clone();
+        let p = posting(Kind::Credit, 1, text, key);
+        tasks.push(tokio::spawn(async move {
+            ledger.post(p.account, &p.transaction, p.key.as_ref()).await
+        }));
+        // "first" goes alone and waits on the lock; the others queue.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hold.release().await;
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(match task.await.unwrap() {
+            Ok(balance) => balance.balance.to_string(),
+            Err(e @ LedgerError::Unavailable { .. }) if names_constraint(&e) => {
+                "refused".to_owned()
+            }
+            Err(e) => format!("{e:?}"),
+        });
+    }
+    assert_eq!(answers, ["1", "2", "refused", "2", "refused", "3"]);
+    let report = ledger.audit().await.unwrap();
+    assert!(report.holds(), "{report:?}");
+    let account = report.accounts.iter().find(|a| a.account == 1).unwrap();
+    assert_eq!((account.balance, account.transactions), (3, 3));
+    // k2 recorded nothing: it is free for another posting.
+    let other = posting(Kind::Credit, 1, "c", Some("k2"));
+    let answer = ledger
+        .post(other.account, &other.transaction, other.key.as_ref())
+        .await;
+    assert_eq!(answer.map(|b| b.balance).ok(), Some(4));
 }
