@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use crebito::config::{AuditSettings, Cli, Command, ResetArgs, ServeSettings};
 use crebito::http::RouterOptions;
-use crebito::ledger::sqlite::absolute_path;
+use crebito::ledger::sqlite::{absolute_path, not_a_ledger_file};
 use crebito::ledger::{AnyLedger, DatabaseUrl, ErrorChain, Ledger, LedgerOptions};
 
 fn main() -> ExitCode {
@@ -190,9 +190,9 @@ async fn open_with_retry(
 async fn reset(args: ResetArgs) -> ExitCode {
     let url = args.database.database_url;
     if let DatabaseUrl::Sqlite(path) = &url {
-        if !path.is_file() {
+        if let Some(why) = not_a_ledger_file(path) {
             eprintln!(
-                "crebito reset: no SQLite ledger at {}: the file does not exist, nothing was \
+                "crebito reset: no SQLite ledger at {}: {why}, nothing was \
                  reset. Give the ledger the server uses with --database-url (or DATABASE_URL); \
                  a relative sqlite:// path is read from the current directory.",
                 absolute_path(path).display()

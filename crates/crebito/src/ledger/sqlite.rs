@@ -100,6 +100,20 @@ pub fn absolute_path(path: &Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Why `path` cannot be a ledger's file, for a command that never creates
+/// one (`audit`, `reset`): `None` when it is a regular file (or a link to
+/// one).
+pub fn not_a_ledger_file(path: &Path) -> Option<String> {
+    let why = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => return None,
+        Ok(meta) if meta.is_dir() => "it is a directory, not a file".to_owned(),
+        Ok(_) => "it is not a regular file".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "the file does not exist".to_owned(),
+        Err(e) => format!("it cannot be examined ({e})"),
+    };
+    Some(why)
+}
+
 /// Applies batches of postings in one `BEGIN IMMEDIATE` transaction each,
 /// after checking that the path still names the file opened at start.
 #[derive(Clone)]
@@ -188,9 +202,9 @@ impl SqliteLedger {
     /// Errors: [`LedgerError::Unavailable`] when the file does not exist or
     /// cannot be opened.
     pub async fn open_existing(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
-        if !path.is_file() {
+        if let Some(why) = not_a_ledger_file(path) {
             return Err(LedgerError::unavailable_because(format!(
-                "no SQLite database at {}: the file does not exist",
+                "no SQLite database at {}: {why}",
                 absolute_path(path).display()
             )));
         }

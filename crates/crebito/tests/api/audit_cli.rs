@@ -127,6 +127,16 @@ async fn audit_names_the_absolute_path_of_the_sqlite_file() {
         )),
         "{stderr}"
     );
+    std::fs::create_dir(dir.join("typo.db")).unwrap();
+    let (code, _, stderr) = run_audit_in(dir, &["--database-url", "sqlite://typo.db"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no SQLite database at {}: it is a directory, not a file",
+            missing.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,6 +136,17 @@ fn a_missing_sqlite_ledger_is_refused_and_its_absolute_path_named() {
         !dir.path().join("data").exists(),
         "reset created something: {out}"
     );
+    // A directory where the file should be is named as such.
+    std::fs::create_dir_all(dir.path().join("data/crebito.db")).unwrap();
+    let (code, out) = reset_in(dir.path(), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "no SQLite ledger at {}: it is a directory, not a file",
+            looked_at.display()
+        )),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
