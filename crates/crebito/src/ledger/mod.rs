@@ -313,12 +313,12 @@ impl AnyLedger {
         }
     }
 
-    /// Whether opening it created a new ledger (a SQLite file that did not
-    /// exist, seeded); always false for PostgreSQL, whose database is
-    /// never created by crebito.
+    /// Whether opening it created a new ledger: a SQLite file that did not
+    /// exist, or a PostgreSQL database that held no ledger (crebito never
+    /// creates the database itself), seeded now.
     pub fn created(&self) -> bool {
         match self {
-            AnyLedger::Postgres(_) => false,
+            AnyLedger::Postgres(l) => l.created(),
             AnyLedger::Sqlite(l) => l.created(),
         }
     }

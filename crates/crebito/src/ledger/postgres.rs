@@ -132,6 +132,8 @@ pub struct PostgresLedger {
     db: Database,
     /// The per-account posting queues in front of [`PostgresBatches`].
     batcher: Batcher<PostgresBatches>,
+    /// Whether opening it seeded a new ledger (the seed migration ran).
+    created: bool,
 }
 
 /// Applies batches of postings to one account with the `post_batch`
@@ -340,6 +342,7 @@ impl PostgresLedger {
                 db.metrics.clone(),
             ),
             db,
+            created: false,
         })
     }
 
@@ -347,9 +350,9 @@ impl PostgresLedger {
     /// and prepares the hot statements on it. Errors:
     /// [`LedgerError::Unavailable`].
     pub async fn connect(url: &str, options: &LedgerOptions) -> Result<Self, LedgerError> {
-        let ledger = Self::new(url, options)?;
+        let mut ledger = Self::new(url, options)?;
         ledger.check_encoding().await?;
-        ledger.migrate().await?;
+        ledger.created = ledger.migrate().await?;
         // Serving cold is slower for the first requests, never wrong: a
         // warm-up that fails or takes too long is only worth a warning.
         match tokio::time::timeout(ledger.db.round_trip_timeout, ledger.warm_up()).await {
@@ -428,7 +431,8 @@ impl PostgresLedger {
 
     /// Applies the embedded migrations that are not yet recorded, under a
     /// session advisory lock so that instances starting together take turns.
-    pub async fn migrate(&self) -> Result<(), LedgerError> {
+    /// True when it seeded the accounts: the database held no ledger.
+    pub async fn migrate(&self) -> Result<bool, LedgerError> {
         let mut client = self.db.client().await?;
         // Waiting for another instance's migrations is not a slow request.
         client.batch_execute("SET statement_timeout = 0").await?;
@@ -442,10 +446,16 @@ impl PostgresLedger {
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
             .await;
         let reset = client.batch_execute("RESET statement_timeout").await;
-        result?;
+        let seeded = result?;
         unlock?;
         reset?;
-        Ok(())
+        Ok(seeded)
+    }
+
+    /// Whether [`PostgresLedger::connect`] seeded a new ledger in a
+    /// database that held none.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// Deletes every transaction and idempotency key and every account,
@@ -650,7 +660,10 @@ async fn warm_up_statements(client: &mut Lease) -> Result<(), LedgerError> {
     Ok(())
 }
 
-async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<(), LedgerError> {
+/// Applies the migrations of `list` not yet recorded; true when the seed
+/// migration was one of them.
+async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<bool, LedgerError> {
+    let mut seeded = false;
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {} (
@@ -692,10 +705,11 @@ async fn apply_migrations(client: &mut Object, list: &[Migration]) -> Result<(),
                 &[&migration.version, &migration.name],
             )
             .await?;
+            seeded |= migration.name == "seed";
         }
         tx.commit().await?;
     }
-    Ok(())
+    Ok(seeded)
 }
 
 /// Where `config` connects, for messages: each host with its port (a unix

@@ -141,6 +141,30 @@ fn serve_names_its_ledger_and_whether_it_created_it() {
     }
 }
 
+/// The same on PostgreSQL: a database that holds no ledger gets one,
+/// seeded, and the log says so; the next start finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_says_whether_it_seeded_a_new_ledger_in_postgres() {
+    let url = helpers::fresh_postgres_database().await;
+    for expected in [
+        ": a NEW ledger, created now with the seeded accounts",
+        ", which existed",
+    ] {
+        let crebito = Crebito::spawn(
+            &["serve", "--listen", "127.0.0.1:0"],
+            &[("DATABASE_URL", url.as_str())],
+        );
+        let log = crebito.wait_for_log("crebito ready", Duration::from_secs(30));
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("serving")).collect();
+        assert_eq!(lines.len(), 1, "{log}");
+        assert!(
+            lines[0].contains("serving the ledger in PostgreSQL at ")
+                && lines[0].contains(expected),
+            "{expected:?} expected:\n{log}"
+        );
+    }
+}
+
 /// A PostgreSQL that does not answer at start is retried once a second for
 /// `--connect-timeout-secs` (`CREBITO_CONNECT_TIMEOUT_SECS`), each warning
 /// saying which attempt of how many failed; then the server exits 1.
