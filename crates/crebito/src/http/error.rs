@@ -284,12 +284,13 @@ impl ApiError {
     }
 }
 
-/// Longest part of a request's path repeated in a detail, in bytes; a
-/// longer one is cut there and marked with `…` (a request line may take
-/// 8 KiB, docs/contract.md §2.7).
+/// Longest part of a request's path, or of its method, repeated in a
+/// detail, in bytes; a longer one is cut there and marked with `…` (a
+/// request line may take 8 KiB, docs/contract.md §2.7).
 const MAX_ECHOED_PATH: usize = 200;
 
-/// `path` as a detail repeats it: at most [`MAX_ECHOED_PATH`] bytes.
+/// `path` (or a method) as a detail repeats it: at most
+/// [`MAX_ECHOED_PATH`] bytes.
 fn echoed(path: &str) -> String {
     if path.len() <= MAX_ECHOED_PATH {
         return path.to_owned();
@@ -343,7 +344,8 @@ impl ApiError {
             })
             .collect();
         ApiError::NotFound(format!(
-            "no route for {method} {}; the routes are {}",
+            "no route for {} {}; the routes are {}",
+            echoed(method.as_str()),
             echoed(path),
             routes.join(", ")
         ))
@@ -353,7 +355,8 @@ impl ApiError {
     /// methods the path answers (the `Allow` header's, RFC 9110 §15.5.6).
     pub fn method_not_allowed(method: &Method, path: &str, allowed: &str) -> ApiError {
         ApiError::MethodNotAllowed(format!(
-            "{method} is not allowed on {}; allowed: {allowed}",
+            "{} is not allowed on {}; allowed: {allowed}",
+            echoed(method.as_str()),
             echoed(path)
         ))
     }
@@ -487,6 +490,13 @@ mod tests {
         let long = format!("/{}", "é".repeat(300));
         let detail = ApiError::not_found(&Method::GET, &long, &[("GET", "/health")]).to_string();
         assert!(detail.contains("é…;"), "{detail}");
+        assert!(detail.len() < 300, "{detail}");
+        // A method is any token, as long as the request line allows.
+        let method = Method::from_bytes("X".repeat(5000).as_bytes()).unwrap();
+        let detail = ApiError::not_found(&method, "/x", &[("GET", "/health")]).to_string();
+        assert!(detail.contains("X…"), "{detail}");
+        assert!(detail.len() < 300, "{detail}");
+        let detail = ApiError::method_not_allowed(&method, "/health", "GET,HEAD").to_string();
         assert!(detail.len() < 300, "{detail}");
         let detail = ApiError::account_not_found(&"9".repeat(500)).to_string();
         assert!(detail.contains("9…\" cannot name"), "{detail}");
