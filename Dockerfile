@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The crebito API image.
 #
 #   docker build -t crebito .
@@ -37,7 +36,8 @@ RUN cargo build --release --locked -p crebito
 COPY . .
 RUN find crates/crebito -type f -exec touch {} + \
  && cargo build --release --locked -p crebito \
- && cp target/release/crebito /crebito
+ && cp target/release/crebito /crebito \
+ && install -m 0755 deploy/healthcheck.sh /crebito-healthcheck
 
 FROM debian:bookworm-slim
 # curl only for the health probe (it speaks HTTP over a unix socket too).
@@ -49,7 +49,13 @@ RUN apt-get update \
  && mkdir -p /var/lib/crebito /run/crebito \
  && chown crebito:crebito /var/lib/crebito /run/crebito
 COPY --from=build /crebito /usr/local/bin/crebito
-COPY --chmod=0755 deploy/healthcheck.sh /usr/local/bin/crebito-healthcheck
+# Made executable in the build stage (install -m 0755) and copied with its
+# mode, not `COPY --chmod`: that flag needs BuildKit, and this file builds
+# with the classic builder too (Docker Engine 20.10, docker-compose 1.29:
+# scripts/compose). For the same reason there is no `# syntax=` line: it
+# makes BuildKit fetch a frontend image from a registry, and nothing here
+# needs more than the frontend built into every builder.
+COPY --from=build /crebito-healthcheck /usr/local/bin/crebito-healthcheck
 USER crebito
 WORKDIR /var/lib/crebito
 ENV CREBITO_LISTEN=0.0.0.0:9999 \

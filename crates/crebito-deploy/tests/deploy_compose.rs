@@ -374,6 +374,60 @@ fn the_image_runs_the_binary_as_a_non_root_user() {
     }
 }
 
+/// The image builds with the classic builder of Docker Engine 20.10 as well as
+/// with BuildKit (scripts/compose builds it with the former): no `# syntax=`
+/// line (BuildKit would fetch that frontend image from a registry), no
+/// BuildKit-only `--chmod`/`--chown=...` flags on `COPY`, and every workspace
+/// member's manifest named in `.dockerignore` (that builder ignores an
+/// exception with a wildcard under an excluded directory, so the skeleton
+/// stage would miss the other members' manifests and cargo would fail).
+#[test]
+fn the_image_builds_with_the_classic_builder_too() {
+    let dockerfile = read("Dockerfile");
+    for line in dockerfile.lines() {
+        assert!(
+            !line
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("# syntax="),
+            "Dockerfile: `{line}` makes BuildKit pull a frontend image"
+        );
+        let line = line.trim_start();
+        if line.starts_with("COPY ") || line.starts_with("ADD ") {
+            assert!(
+                !line.contains("--chmod") && !line.contains("--link"),
+                "Dockerfile: `{line}` needs BuildKit"
+            );
+        }
+    }
+    let ignore = read(".dockerignore");
+    let entries: Vec<&str> = ignore.lines().map(str::trim).collect();
+    let members = std::fs::read_dir(repo_root().join("crates")).expect("crates/");
+    let mut checked = 0;
+    for member in members {
+        let name = member.expect("a crates/ entry").file_name();
+        let name = name.to_string_lossy();
+        if !repo_root()
+            .join("crates")
+            .join(&*name)
+            .join("Cargo.toml")
+            .is_file()
+        {
+            continue;
+        }
+        let exception = format!("!crates/{name}/Cargo.toml");
+        assert!(
+            entries.contains(&exception.as_str()),
+            ".dockerignore must name {exception} (a wildcard is not followed by every builder)"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "the workspace members were found under crates/"
+    );
+}
+
 #[test]
 fn nginx_never_retries_a_post_and_closes_idle_upstreams_first() {
     let nginx = read("deploy/nginx.conf");
