@@ -376,8 +376,9 @@ impl PostgresLedger {
     /// set-up, planning and the first call of `post_batch` in a session,
     /// which compiles the function (about 4 ms here against 0.3 ms for the
     /// next call; docs/benchmark.md). The statements run on
-    /// [`WARM_UP_ACCOUNT`], which no row can be, so the warm-up reads no
-    /// stored balance, waits on no row lock and records nothing. A
+    /// [`WARM_UP_ACCOUNT`], an account the warm-up's own transaction
+    /// creates and rolls back, so the warm-up reads no stored balance,
+    /// waits on no lock of a served account and records nothing. A
     /// connection is only given back to the pool once its round trips have
     /// ended ([`Lease`]): [`Self::connect`] bounds the warm-up and may drop
     /// it midway.
@@ -616,38 +617,54 @@ impl Database {
     }
 }
 
-/// The account the warm-up runs the hot statements on: `accounts.id` is
-/// `CHECK (id > 0)` (migrations/postgres/0001_schema.sql), so no row can
-/// have it, and the statements find nothing to read, lock or change.
-const WARM_UP_ACCOUNT: i32 = 0;
+/// The account the warm-up runs the hot statements on: the largest id an
+/// account can have, an account no ledger serves (they hold accounts 1 to
+/// 5, docs/contract.md §2.4). The warm-up's transaction creates it with
+/// balance 0 and limit 0 and rolls it back, so that every statement of the
+/// posting paths, `post_batch`'s inner ones included, runs once and is
+/// planned, on a row no request can see, lock or have moved. (An id that
+/// finds no row would leave `post_batch` before its inner statements and
+/// put their planning on the first real postings, the opening bursts.)
+const WARM_UP_ACCOUNT: i32 = i32::MAX;
 
 /// Runs each hot statement once on `client` — a posting alone, a batch
 /// with and without an idempotency key, a statement, a history page — on
-/// [`WARM_UP_ACCOUNT`], in a transaction that is rolled back (see
-/// [`PostgresLedger::warm_up`]).
+/// [`WARM_UP_ACCOUNT`], in a transaction that creates it and is rolled
+/// back (see [`PostgresLedger::warm_up`]). Where a row with that id exists
+/// already (made by hand: the ledger never makes one), only the reads run,
+/// so that no stored balance is ever posted to.
 async fn warm_up_statements(client: &mut Lease) -> Result<(), LedgerError> {
     let tx = client.transaction().await?;
     let account = WARM_UP_ACCOUNT;
     let description = "warm-up";
-    tx.query(
-        &tx.prepare_cached(POST_ONE_SQL).await?,
-        &[&account, &1_i64, &1_i64, &Kind::Credit, &description],
-    )
-    .await?;
-    let post_batch = tx.prepare_cached(POST_BATCH_SQL).await?;
-    for key in [None, Some("warm-up")] {
+    let created = tx
+        .execute(
+            "INSERT INTO accounts (id, credit_limit) VALUES ($1, 0) ON CONFLICT (id) DO NOTHING",
+            &[&account],
+        )
+        .await?
+        == 1;
+    if created {
         tx.query(
-            &post_batch,
-            &[
-                &account,
-                &vec![1_i64],
-                &vec![Kind::Credit],
-                &vec![description],
-                &vec![key],
-                &vec![key.map(|_| "warm-up")],
-            ],
+            &tx.prepare_cached(POST_ONE_SQL).await?,
+            &[&account, &1_i64, &1_i64, &Kind::Credit, &description],
         )
         .await?;
+        let post_batch = tx.prepare_cached(POST_BATCH_SQL).await?;
+        for key in [None, Some("warm-up")] {
+            tx.query(
+                &post_batch,
+                &[
+                    &account,
+                    &vec![1_i64],
+                    &vec![Kind::Credit],
+                    &vec![description],
+                    &vec![key],
+                    &vec![key.map(|_| "warm-up")],
+                ],
+            )
+            .await?;
+        }
     }
     tx.query(&tx.prepare_cached(STATEMENT_SQL).await?, &[&account])
         .await?;
