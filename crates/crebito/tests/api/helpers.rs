@@ -586,6 +586,17 @@ impl Crebito {
     /// EXTRA replaces the 4) on `database_url` on a free loopback port and
     /// waits until its `/health` answers 200; returns it with its base URL.
     pub async fn serve(database_url: &str, extra: &[&str]) -> (Crebito, String) {
+        Self::serve_within(database_url, extra, Duration::from_secs(30)).await
+    }
+
+    /// [`Crebito::serve`], failing the test unless `/health` answers 200
+    /// within `within` (a start that retries its database for longer and
+    /// then exits does not).
+    pub async fn serve_within(
+        database_url: &str,
+        extra: &[&str],
+        within: Duration,
+    ) -> (Crebito, String) {
         let listen = format!("127.0.0.1:{}", free_port());
         let mut args = vec!["serve", "--listen", &listen];
         // A --pool-size in EXTRA replaces the default (clap takes a flag once).
@@ -595,7 +606,7 @@ impl Crebito {
         args.extend_from_slice(extra);
         let process = Crebito::spawn(&args, &[("DATABASE_URL", database_url)]);
         let base = format!("http://{listen}");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + within;
         loop {
             if let Ok(r) = reqwest::get(format!("{base}/health")).await {
                 if r.status() == 200 {
@@ -604,7 +615,7 @@ impl Crebito {
             }
             assert!(
                 Instant::now() < deadline,
-                "crebito did not become healthy:\n{}",
+                "crebito did not become healthy within {within:?}:\n{}",
                 process.log()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

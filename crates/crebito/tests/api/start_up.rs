@@ -2,37 +2,11 @@
 //! session stops an instance from starting, and a database that cannot
 //! hold the contract is refused at once with an error that says why.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::helpers::{self, admin_session, hold_account_row, Crebito};
-
-/// Starts `crebito serve` on `url` and waits at most `within` for its
-/// `/health` to answer 200 (a start that retries its database for 30 s
-/// and exits does not); returns it with its base URL.
-async fn serving_within(url: &str, within: Duration) -> (Crebito, String) {
-    let listen = format!("127.0.0.1:{}", helpers::free_port());
-    let process = Crebito::spawn(
-        &["serve", "--listen", &listen, "--pool-size", "4"],
-        &[("DATABASE_URL", url)],
-    );
-    let base = format!("http://{listen}");
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(r) = reqwest::get(format!("{base}/health")).await {
-            if r.status() == 200 {
-                return (process, base);
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "crebito did not serve within {within:?}:\n{}",
-            process.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Posts and reads on `base`: account 2 takes a credit, account 1's
 /// statement shows `balance`.
@@ -57,13 +31,13 @@ async fn a_stored_balance_or_a_held_row_lock_does_not_stop_a_start() {
     let (status, answer) = helpers::post_new_connection(&base, 1, None, body).await;
     assert_eq!((status, answer["saldo"].as_i64()), (200, Some(i64::MAX)));
     drop(first);
-    let (second, base) = serving_within(&url, Duration::from_secs(15)).await;
+    let (second, base) = Crebito::serve_within(&url, &[], Duration::from_secs(15)).await;
     serves(&base, i64::MAX).await;
     drop(second);
     // Another session holds account 1's row lock for the whole start.
     let session = admin_session(&url).await;
     hold_account_row(&session, 1).await;
-    let (third, base) = serving_within(&url, Duration::from_secs(15)).await;
+    let (third, base) = Crebito::serve_within(&url, &[], Duration::from_secs(15)).await;
     serves(&base, i64::MAX).await;
     session.batch_execute("ROLLBACK").await.unwrap();
     drop(third);
