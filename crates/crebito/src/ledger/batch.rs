@@ -598,6 +598,19 @@ mod tests {
         Batcher::new(storage.clone(), scope, options, StorageMetrics::default())
     }
 
+    /// Per-instance queues in front of `storage` with the default options,
+    /// and the metrics they record.
+    fn counted_queues(storage: &Arc<Recorder>) -> (Batcher<Arc<Recorder>>, StorageMetrics) {
+        let metrics = StorageMetrics::default();
+        let batcher = Batcher::new(
+            storage.clone(),
+            Scope::Instance,
+            BatchOptions::default(),
+            metrics.clone(),
+        );
+        (batcher, metrics)
+    }
+
     fn recorder(delay_ms: u64) -> Arc<Recorder> {
         Arc::new(Recorder {
             delay: Duration::from_millis(delay_ms),
@@ -617,13 +630,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lone_posting_goes_at_once_and_arrivals_form_the_next_batch() {
         let storage = recorder(10);
-        let metrics = StorageMetrics::default();
-        let batcher = Batcher::new(
-            storage.clone(),
-            Scope::Instance,
-            BatchOptions::default(),
-            metrics.clone(),
-        );
+        let (batcher, metrics) = counted_queues(&storage);
         let first = tokio::spawn({
             let b = batcher.clone();
             async move { b.post(posting(1, 1)).await }
@@ -737,13 +744,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_batch_refused_for_one_row_is_applied_one_by_one_and_every_outcome_is_counted() {
         let storage = recorder(10);
-        let metrics = StorageMetrics::default();
-        let batcher = Batcher::new(
-            storage.clone(),
-            Scope::Instance,
-            BatchOptions::default(),
-            metrics.clone(),
-        );
+        let (batcher, metrics) = counted_queues(&storage);
         let first = tokio::spawn({
             let b = batcher.clone();
             async move { b.post(posting(1, 1)).await }

@@ -8,6 +8,19 @@ use serde_json::json;
 
 use crate::helpers::{self, admin_session, hold_account_row, Crebito};
 
+/// A fresh PostgreSQL database: its URL, a superuser session on it and its
+/// name.
+async fn fresh_database_with_admin() -> (String, tokio_postgres::Client, String) {
+    let url = helpers::fresh_postgres_database().await;
+    let admin = admin_session(&url).await;
+    let name: String = admin
+        .query_one("SELECT current_database()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (url, admin, name)
+}
+
 /// Posts and reads on `base`: account 2 takes a credit, account 1's
 /// statement shows `balance`.
 async fn serves(base: &str, balance: i64) {
@@ -45,13 +58,7 @@ async fn a_stored_balance_or_a_held_row_lock_does_not_stop_a_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_not_encoded_in_utf8_is_refused_at_start() {
-    let url = helpers::fresh_postgres_database().await;
-    let admin = admin_session(&url).await;
-    let name: String = admin
-        .query_one("SELECT current_database()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (url, admin, name) = fresh_database_with_admin().await;
     let ascii = format!("{name}_ascii");
     admin
         .batch_execute(&format!(
@@ -92,13 +99,7 @@ async fn a_database_not_encoded_in_utf8_is_refused_at_start() {
 /// server's message, not after `--connect-timeout-secs` of retries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_login_or_a_missing_database_ends_the_start_at_once() {
-    let url = helpers::fresh_postgres_database().await;
-    let admin = admin_session(&url).await;
-    let name: String = admin
-        .query_one("SELECT current_database()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (url, admin, name) = fresh_database_with_admin().await;
     let role = format!("{name}_role");
     admin
         .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'right'"))
