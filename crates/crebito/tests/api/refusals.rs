@@ -172,17 +172,44 @@ async fn a_row_the_database_refuses_fails_only_its_own_posting(backend: Backend)
         "{alone:?}"
     );
     // In a batch: the others are applied, in order.
-    let hold = Hold::take(&url).await;
+    let answers = credits_queued_behind_a_lock(
+        &url,
+        &ledger,
+        &[
+            ("first", None),
+            ("a", None),
+            ("b", None),
+            ("forbidden", None),
+            ("c", None),
+            ("d", None),
+        ],
+    )
+    .await;
+    assert_eq!(answers, ["1", "2", "3", "refused", "4", "5"]);
+    let report = ledger.audit().await.unwrap();
+    assert!(report.holds(), "{report:?}");
+    let account = report.accounts.iter().find(|a| a.account == 1).unwrap();
+    assert_eq!((account.balance, account.transactions), (5, 5));
+}
+
+/// Credits of 1 cent to account 1, `(descricao, key)` each, posted 100 ms
+/// apart while another session holds the account's row: the first goes
+/// alone and waits on the lock, the others queue behind it as one batch.
+/// Returns each posting's answer in order: its balance, or "refused" for a
+/// row the database refused.
+async fn credits_queued_behind_a_lock(
+    url: &str,
+    ledger: &Arc<AnyLedger>,
+    postings: &[(&'static str, Option<&'static str>)],
+) -> Vec<String> {
+    let hold = Hold::take(url).await;
     let mut tasks = Vec::new();
-    for text in ["first", "a", "b", "forbidden", "c", "d"] {
+    for &(text, key) in postings {
         let ledger = ledger.clone();
-        let transaction = posting(Kind::Credit, 1, text, None).transaction;
+        let p = posting(Kind::Credit, 1, text, key);
         tasks.push(tokio::spawn(async move {
-            ledger
-                .post(AccountId::new(1).unwrap(), &transaction, None)
-                .await
+            ledger.post(p.account, &p.transaction, p.key.as_ref()).await
         }));
-        // "first" goes alone and waits on the lock; the others queue.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     hold.release().await;
@@ -196,11 +223,7 @@ async fn a_row_the_database_refuses_fails_only_its_own_posting(backend: Backend)
             Err(e) => format!("{e:?}"),
         });
     }
-    assert_eq!(answers, ["1", "2", "3", "refused", "4", "5"]);
-    let report = ledger.audit().await.unwrap();
-    assert!(report.holds(), "{report:?}");
-    let account = report.accounts.iter().find(|a| a.account == 1).unwrap();
-    assert_eq!((account.balance, account.transactions), (5, 5));
+    answers
 }
 
 /// A batch refused for one row is applied again one by one: a key used
@@ -210,35 +233,19 @@ async fn a_key_repeated_in_a_refused_batch_resolves_to_one_posting(backend: Back
     let (url, _dir) = helpers::fresh_database(backend).await;
     let ledger = Arc::new(helpers::open_ledger(&url).await);
     forbid(&url).await;
-    let hold = Hold::take(&url).await;
-    let mut tasks = Vec::new();
-    for (text, key) in [
-        ("first", None),
-        ("a", Some("k1")),
-        ("forbidden", Some("k2")),
-        ("a", Some("k1")),
-        ("forbidden", Some("k2")),
-        ("b", None),
-    ] {
-        let ledger = ledger.clone();
-        let p = posting(Kind::Credit, 1, text, key);
-        tasks.push(tokio::spawn(async move {
-            ledger.post(p.account, &p.transaction, p.key.as_ref()).await
-        }));
-        // "first" goes alone and waits on the lock; the others queue.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    hold.release().await;
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.push(match task.await.unwrap() {
-            Ok(balance) => balance.balance.to_string(),
-            Err(e @ LedgerError::Unavailable { .. }) if names_constraint(&e) => {
-                "refused".to_owned()
-            }
-            Err(e) => format!("{e:?}"),
-        });
-    }
+    let answers = credits_queued_behind_a_lock(
+        &url,
+        &ledger,
+        &[
+            ("first", None),
+            ("a", Some("k1")),
+            ("forbidden", Some("k2")),
+            ("a", Some("k1")),
+            ("forbidden", Some("k2")),
+            ("b", None),
+        ],
+    )
+    .await;
     assert_eq!(answers, ["1", "2", "refused", "2", "refused", "3"]);
     let report = ledger.audit().await.unwrap();
     assert!(report.holds(), "{report:?}");
