@@ -36,32 +36,24 @@ RUN cargo build --release --locked -p crebito
 COPY . .
 RUN find crates/crebito -type f -exec touch {} + \
  && cargo build --release --locked -p crebito \
- && cp target/release/crebito /crebito \
- && install -m 0755 deploy/healthcheck.sh /crebito-healthcheck
+ && cp target/release/crebito /crebito
 
 FROM debian:bookworm-slim
-# curl only for the health probe (it speaks HTTP over a unix socket too).
-RUN apt-get update \
- && apt-get install -y --no-install-recommends curl \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --no-create-home \
+# No curl and no shell for the health probe: `crebito healthcheck` is the
+# probe (GET /health over TCP or a unix socket). Docker runs it inside the
+# container's CPU quota: 1.6-1.8 ms of CPU per probe, against 6-11 ms for
+# sh + curl (docs/benchmark.md).
+RUN useradd --system --uid 10001 --user-group --no-create-home \
         --shell /usr/sbin/nologin crebito \
  && mkdir -p /var/lib/crebito /run/crebito \
  && chown crebito:crebito /var/lib/crebito /run/crebito
 COPY --from=build /crebito /usr/local/bin/crebito
-# Made executable in the build stage (install -m 0755) and copied with its
-# mode, not `COPY --chmod`: that flag needs BuildKit, and this file builds
-# with the classic builder too (Docker Engine 20.10, docker-compose 1.29:
-# scripts/compose). For the same reason there is no `# syntax=` line: it
-# makes BuildKit fetch a frontend image from a registry, and nothing here
-# needs more than the frontend built into every builder.
-COPY --from=build /crebito-healthcheck /usr/local/bin/crebito-healthcheck
 USER crebito
 WORKDIR /var/lib/crebito
 ENV CREBITO_LISTEN=0.0.0.0:9999 \
     RUST_LOG=info
 EXPOSE 9999
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["crebito-healthcheck"]
+    CMD ["crebito", "healthcheck"]
 ENTRYPOINT ["crebito"]
 CMD ["serve"]

@@ -82,6 +82,25 @@ pub enum Command {
     /// Print the OpenAPI 3.1 document of the API (what GET /openapi.json
     /// serves; docs/openapi.json is a copy).
     Openapi,
+    /// Probe a running instance: GET /health on the address it listens on
+    /// (CREBITO_LISTEN; a wildcard address on the loopback). Exit 0 when it
+    /// answers 2xx within the timeout, 1 otherwise, with the reason on
+    /// stderr. The image's and the compose file's health check.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Options of `crebito healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The address the instance listens on: HOST:PORT or unix:/path, the
+    /// same value as its `serve --listen`.
+    #[arg(long, env = "CREBITO_LISTEN", default_value = "0.0.0.0:9999")]
+    pub listen: Listen,
+
+    /// How long the whole probe may take (connect, request, answer), in
+    /// milliseconds.
+    #[arg(long, env = "CREBITO_HEALTHCHECK_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout_ms: u64,
 }
 
 /// Options of `crebito reset`.

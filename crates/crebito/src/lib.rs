@@ -18,6 +18,7 @@
 pub mod audit;
 pub mod config;
 pub mod domain;
+pub mod healthcheck;
 pub mod http;
 pub mod ledger;
 pub mod log_limit;

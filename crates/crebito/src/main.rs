@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use crebito::config::{AuditSettings, Cli, Command, ResetArgs, ServeSettings};
+use crebito::config::{AuditSettings, Cli, Command, HealthcheckArgs, ResetArgs, ServeSettings};
 use crebito::http::RouterOptions;
 use crebito::ledger::sqlite::{absolute_path, not_a_ledger_file};
 use crebito::ledger::{AnyLedger, DatabaseUrl, ErrorChain, Ledger, LedgerOptions};
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
             print!("{}", crebito::http::openapi::document());
             return ExitCode::SUCCESS;
         }
+        Command::Healthcheck(args) => return healthcheck(&args),
     };
     let threads = match &mode {
         Mode::Serve(settings) => settings.worker_threads,
@@ -44,6 +45,31 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(mode.run())
+}
+
+/// `crebito healthcheck`: one probe on a single-threaded runtime (the
+/// least CPU a probe can take out of the instance's quota).
+fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let probed = match runtime {
+        Ok(runtime) => runtime.block_on(crebito::healthcheck::probe(
+            &args.listen,
+            Duration::from_millis(args.timeout_ms),
+        )),
+        Err(e) => {
+            eprintln!("crebito: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match probed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("crebito healthcheck: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 enum Mode {
