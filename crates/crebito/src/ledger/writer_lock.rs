@@ -21,10 +21,15 @@
 //! A contended acquisition waits in a thread of its own, and its waiter
 //! gives up at the batch's deadline; a lock that thread obtains after its
 //! waiter gave up is released at once (the guard is dropped with the
-//! channel that would have carried it), so it is never leaked.
+//! channel that would have carried it), so it is never leaked. While
+//! [`MAX_WAITERS`] such threads are already waiting (the lock has stayed
+//! taken through several acquire timeouts: a writer elsewhere is stuck), a
+//! new acquisition is refused as busy at once instead of adding a thread.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
@@ -40,11 +45,18 @@ static UNUSABLE: LogLimiter = LogLimiter::new(
     INTERVAL,
 );
 
+/// Most threads of one [`WriterLock`] waiting in the kernel at once. An
+/// instance has at most one batch, one health probe and one purge writing
+/// at a time; the rest are waits whose waiter gave up.
+pub const MAX_WAITERS: usize = 8;
+
 /// The writer lock of one SQLite database file; see the module
 /// documentation.
 #[derive(Debug)]
 pub struct WriterLock {
     path: PathBuf,
+    /// Threads now waiting in the kernel for the lock.
+    waiters: Arc<AtomicUsize>,
 }
 
 /// The lock, held until dropped.
@@ -89,7 +101,10 @@ impl WriterLock {
     pub fn for_database(database: &Path) -> WriterLock {
         let mut path = database.as_os_str().to_owned();
         path.push(".writer-lock");
-        WriterLock { path: path.into() }
+        WriterLock {
+            path: path.into(),
+            waiters: Arc::default(),
+        }
     }
 
     /// The lock file's path.
@@ -120,6 +135,11 @@ impl WriterLock {
             Err(Errno::WOULDBLOCK) => {}
             Err(e) => return Ok(self.unusable(e.into())),
         }
+        if self.waiters.fetch_add(1, Ordering::AcqRel) >= MAX_WAITERS {
+            self.waiters.fetch_sub(1, Ordering::AcqRel);
+            return Err(self.busy(started));
+        }
+        let waiters = self.waiters.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         // A thread of its own, not the runtime's blocking pool: a wait that
         // outlives its waiter must not hold up the runtime's shutdown.
@@ -132,11 +152,13 @@ impl WriterLock {
                         other => break other,
                     }
                 };
+                waiters.fetch_sub(1, Ordering::AcqRel);
                 // When the waiter gave up, the guard comes back (or is
                 // dropped with the channel) and the lock is released.
                 let _ = sender.send(locked.map(|()| WriterGuard { file: Some(file) }));
             });
         if let Err(e) = spawned {
+            self.waiters.fetch_sub(1, Ordering::AcqRel);
             return Err(LedgerError::unavailable(
                 "cannot start a thread to wait for the writer lock",
                 e,
@@ -148,14 +170,18 @@ impl WriterLock {
             Ok(Err(_)) => Err(LedgerError::unavailable_because(
                 "the thread waiting for the writer lock ended without an answer",
             )),
-            Err(_) => Err(LedgerError::unavailable(
-                "the database is busy",
-                WriterLockBusy {
-                    path: self.path.display().to_string(),
-                    waited_ms: started.elapsed().as_millis(),
-                },
-            )),
+            Err(_) => Err(self.busy(started)),
         }
+    }
+
+    fn busy(&self, started: tokio::time::Instant) -> LedgerError {
+        LedgerError::unavailable(
+            "the database is busy",
+            WriterLockBusy {
+                path: self.path.display().to_string(),
+                waited_ms: started.elapsed().as_millis(),
+            },
+        )
     }
 
     fn open(&self) -> std::io::Result<File> {
@@ -274,6 +300,39 @@ mod tests {
             "{error:?}"
         );
         drop(first);
+        assert!(lock
+            .acquire(Instant::now() + PROMPTLY)
+            .await
+            .unwrap()
+            .is_held());
+    }
+
+    /// While the lock stays taken, the waits that gave up keep at most
+    /// [`MAX_WAITERS`] threads; the next acquisition is refused at once, and
+    /// once the lock is released every thread ends and it is free again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waits_that_gave_up_keep_a_bounded_number_of_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = WriterLock::for_database(&dir.path().join("l.db"));
+        let holder = hold(&lock);
+        for _ in 0..MAX_WAITERS {
+            let wait = Instant::now() + Duration::from_millis(20);
+            assert!(lock.acquire(wait).await.is_err());
+        }
+        assert_eq!(lock.waiters.load(Ordering::Acquire), MAX_WAITERS);
+        let started = Instant::now();
+        let error = lock.acquire(started + PROMPTLY).await.unwrap_err();
+        assert_eq!(error.unavailable_cause(), Some(UnavailableCause::Busy));
+        assert!(started.elapsed() < PROMPTLY / 2, "refused at once");
+        drop(holder);
+        let deadline = std::time::Instant::now() + PROMPTLY;
+        while lock.waiters.load(Ordering::Acquire) > 0 || !is_free(&lock) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "threads or the lock leaked"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(lock
             .acquire(Instant::now() + PROMPTLY)
             .await
