@@ -201,7 +201,7 @@ fn exactly_two_identical_api_instances_behind_the_balancer() {
 }
 
 fn exactly_two_identical_api_instances(compose: &Compose) {
-    let services = services(&compose);
+    let services = services(compose);
     let apis: Vec<&String> = services
         .iter()
         .filter(|(_, d)| is_api(d))
@@ -216,13 +216,13 @@ fn exactly_two_identical_api_instances(compose: &Compose) {
     let nginx = read("deploy/nginx.conf");
     let (a, b) = (&services["api01"], &services["api02"]);
     assert_eq!(
-        limits(&compose, "api01"),
-        limits(&compose, "api02"),
+        limits(compose, "api01"),
+        limits(compose, "api02"),
         "both instances get the same limits"
     );
     let (mut env_a, mut env_b) = (
-        environment(&compose, "api01"),
-        environment(&compose, "api02"),
+        environment(compose, "api01"),
+        environment(compose, "api02"),
     );
     for (name, env) in [("api01", &env_a), ("api02", &env_b)] {
         let listen = env
@@ -525,9 +525,9 @@ fn the_connection_cap_fits_the_instance_memory() {
 }
 
 fn the_connection_cap_fits(compose: &Compose) {
-    for (name, _) in services(&compose).iter().filter(|(_, d)| is_api(d)) {
-        let memory_mb = limits(&compose, name).memory.megabytes().unwrap();
-        let cap: u64 = environment(&compose, name)
+    for (name, _) in services(compose).iter().filter(|(_, d)| is_api(d)) {
+        let memory_mb = limits(compose, name).memory.megabytes().unwrap();
+        let cap: u64 = environment(compose, name)
             .get("CREBITO_MAX_CONNECTIONS")
             .unwrap_or_else(|| {
                 panic!("{name} sets CREBITO_MAX_CONNECTIONS (the default 4096 does not fit)")
