@@ -220,10 +220,7 @@ fn exactly_two_identical_api_instances(compose: &Compose) {
         limits(compose, "api02"),
         "both instances get the same limits"
     );
-    let (mut env_a, mut env_b) = (
-        environment(compose, "api01"),
-        environment(compose, "api02"),
-    );
+    let (mut env_a, mut env_b) = (environment(compose, "api01"), environment(compose, "api02"));
     for (name, env) in [("api01", &env_a), ("api02", &env_b)] {
         let listen = env
             .get("CREBITO_LISTEN")

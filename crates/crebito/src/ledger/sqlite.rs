@@ -282,12 +282,6 @@ impl SqliteLedger {
         &self.path
     }
 
-    /// The writer lock every write of this ledger takes first
-    /// ([`super::writer_lock`]).
-    pub fn writer_lock(&self) -> &WriterLock {
-        &self.writer
-    }
-
     /// Runs the write `f` with a pooled connection on a blocking thread,
     /// holding the writer lock (waited for at most the acquire timeout)
     /// until `f` returns.
