@@ -29,8 +29,22 @@ fn read(relative: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// The PostgreSQL topology's compose file.
+const POSTGRES_COMPOSE: &str = "deploy/docker-compose.yml";
+/// The embedded topology's: two instances sharing one SQLite file.
+const SQLITE_COMPOSE: &str = "deploy/docker-compose.sqlite.yml";
+
+fn load(relative: &str) -> Compose {
+    Compose::load(repo_root().join(relative)).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn compose() -> Compose {
-    Compose::load(repo_root().join("deploy/docker-compose.yml")).unwrap_or_else(|e| panic!("{e}"))
+    load(POSTGRES_COMPOSE)
+}
+
+/// Every compose file: the rules of the budget and shape hold for each.
+fn every_compose() -> Vec<Compose> {
+    [POSTGRES_COMPOSE, SQLITE_COMPOSE].map(load).into()
 }
 
 fn services(compose: &Compose) -> BTreeMap<String, Value> {
@@ -121,31 +135,42 @@ fn environment(compose: &Compose, service: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn limits_stay_within_the_budget_and_every_service_has_them() {
-    let compose = compose();
+    for compose in every_compose() {
+        limits_stay_within_the_budget(&compose);
+    }
+}
+
+fn limits_stay_within_the_budget(compose: &Compose) {
+    let file = compose.path().display();
     let names = compose.service_names();
     assert!(!names.is_empty());
     let (mut quota_us, mut memory_mb) = (0, 0);
     for name in &names {
-        let limits = limits(&compose, name);
+        let limits = limits(compose, name);
         quota_us += limits.cpus.quota_us();
         memory_mb += limits.memory.megabytes().unwrap();
     }
     assert!(
         quota_us <= CPU_BUDGET_QUOTA_US,
-        "the services' cpus add up to {}.{:05}, more than 1.5",
+        "{file}: the services' cpus add up to {}.{:05}, more than 1.5",
         quota_us / 100_000,
         quota_us % 100_000
     );
     assert!(
         memory_mb <= MEMORY_BUDGET_MB,
-        "the services' memory adds up to {memory_mb}MB, more than {MEMORY_BUDGET_MB}MB"
+        "{file}: the services' memory adds up to {memory_mb}MB, more than {MEMORY_BUDGET_MB}MB"
     );
 }
 
 #[test]
 fn only_the_load_balancer_publishes_port_9999() {
-    let compose = compose();
-    let services = services(&compose);
+    for compose in every_compose() {
+        only_the_load_balancer_publishes(&compose);
+    }
+}
+
+fn only_the_load_balancer_publishes(compose: &Compose) {
+    let services = services(compose);
     let lb = services
         .get("lb")
         .expect("a service named `lb` (the load balancer)");
@@ -170,8 +195,13 @@ fn only_the_load_balancer_publishes_port_9999() {
 
 #[test]
 fn exactly_two_identical_api_instances_behind_the_balancer() {
-    let compose = compose();
-    let services = services(&compose);
+    for compose in every_compose() {
+        exactly_two_identical_api_instances(&compose);
+    }
+}
+
+fn exactly_two_identical_api_instances(compose: &Compose) {
+    let services = services(compose);
     let apis: Vec<&String> = services
         .iter()
         .filter(|(_, d)| is_api(d))
@@ -186,14 +216,11 @@ fn exactly_two_identical_api_instances_behind_the_balancer() {
     let nginx = read("deploy/nginx.conf");
     let (a, b) = (&services["api01"], &services["api02"]);
     assert_eq!(
-        limits(&compose, "api01"),
-        limits(&compose, "api02"),
+        limits(compose, "api01"),
+        limits(compose, "api02"),
         "both instances get the same limits"
     );
-    let (mut env_a, mut env_b) = (
-        environment(&compose, "api01"),
-        environment(&compose, "api02"),
-    );
+    let (mut env_a, mut env_b) = (environment(compose, "api01"), environment(compose, "api02"));
     for (name, env) in [("api01", &env_a), ("api02", &env_b)] {
         let listen = env
             .get("CREBITO_LISTEN")
@@ -500,10 +527,15 @@ const INSTANCE_BASE_MB: u64 = 12;
 
 #[test]
 fn the_connection_cap_fits_the_instance_memory() {
-    let compose = compose();
-    for (name, _) in services(&compose).iter().filter(|(_, d)| is_api(d)) {
-        let memory_mb = limits(&compose, name).memory.megabytes().unwrap();
-        let cap: u64 = environment(&compose, name)
+    for compose in every_compose() {
+        the_connection_cap_fits(&compose);
+    }
+}
+
+fn the_connection_cap_fits(compose: &Compose) {
+    for (name, _) in services(compose).iter().filter(|(_, d)| is_api(d)) {
+        let memory_mb = limits(compose, name).memory.megabytes().unwrap();
+        let cap: u64 = environment(compose, name)
             .get("CREBITO_MAX_CONNECTIONS")
             .unwrap_or_else(|| {
                 panic!("{name} sets CREBITO_MAX_CONNECTIONS (the default 4096 does not fit)")
@@ -516,4 +548,60 @@ fn the_connection_cap_fits_the_instance_memory() {
             "{name}: {cap} connections x {CONNECTION_KIB} KiB + {INSTANCE_BASE_MB} MB = {worst_mb} MB > {memory_mb} MB"
         );
     }
+}
+
+/// The embedded topology (docs/deployment.md): no database service; both
+/// instances open the same SQLite file, an absolute path on one named
+/// volume mounted at the same place in each (one local file system, so
+/// that SQLite's locks and the writer lock work); the balancer waits for
+/// both to be healthy.
+#[test]
+fn the_sqlite_instances_share_one_file_on_one_volume() {
+    let compose = load(SQLITE_COMPOSE);
+    let services = services(&compose);
+    let mut names = compose.service_names();
+    names.sort();
+    assert_eq!(
+        names,
+        ["api01", "api02", "lb"],
+        "{SQLITE_COMPOSE}: nginx and two instances, no database server"
+    );
+    let named_volumes = &compose.document()["volumes"];
+    let mut files = Vec::new();
+    for api in ["api01", "api02"] {
+        let url = &environment(&compose, api)["DATABASE_URL"];
+        let file = url
+            .strip_prefix("sqlite://")
+            .filter(|path| path.starts_with('/'))
+            .unwrap_or_else(|| {
+                panic!("{api}: DATABASE_URL {url:?} is not sqlite:///absolute/path")
+            });
+        let mount = services[api]["volumes"]
+            .as_sequence()
+            .expect("volumes")
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|v| v.split_once(':'))
+            .find(|(_, target)| file.starts_with(&format!("{}/", target.trim_end_matches('/'))))
+            .unwrap_or_else(|| panic!("{api}: no volume holds {file}"));
+        assert!(
+            named_volumes.get(mount.0).is_some(),
+            "{api}: {file} is on {:?}, which is not a named volume",
+            mount.0
+        );
+        assert!(
+            services[api].get("depends_on").is_none(),
+            "{api} waits for nothing: there is no database server"
+        );
+        assert_eq!(
+            services["lb"]["depends_on"][api]["condition"].as_str(),
+            Some("service_healthy"),
+            "lb waits for a healthy {api}"
+        );
+        files.push((file.to_owned(), mount.0.to_owned()));
+    }
+    assert_eq!(
+        files[0], files[1],
+        "both instances open the same file on the same volume"
+    );
 }

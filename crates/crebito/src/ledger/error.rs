@@ -131,7 +131,8 @@ pub enum UnavailableCause {
     /// The database did not answer at all within the round-trip bound; the
     /// connection was dropped.
     NoAnswer,
-    /// SQLite's write lock stayed busy past its busy timeout.
+    /// SQLite's write lock stayed busy past its busy timeout, or the
+    /// writer lock ([`super::writer_lock`]) past the batch's deadline.
     Busy,
     /// Anything else: a connection lost mid-query, a server error, an
     /// unreadable value.
@@ -173,6 +174,9 @@ impl UnavailableCause {
         };
         if error.is::<tokio::time::error::Elapsed>() {
             return Some(UnavailableCause::NoAnswer);
+        }
+        if error.is::<super::writer_lock::WriterLockBusy>() {
+            return Some(UnavailableCause::Busy);
         }
         if error.is::<ConnectFailed>() {
             return Some(UnavailableCause::Connect);

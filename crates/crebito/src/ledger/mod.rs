@@ -22,6 +22,7 @@ pub mod idempotency;
 pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
+pub mod writer_lock;
 
 pub use crate::audit::{AccountAudit, AuditReport, PostingRow};
 pub use error::{

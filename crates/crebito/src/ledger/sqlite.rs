@@ -8,13 +8,19 @@
 //!   balance is read, so concurrent batches — from this process or another
 //!   one sharing the file — are serialised and never overdraw; each posting
 //!   is judged on the balance left by the ones before it.
+//! * Writers of several processes sharing the file take turns on its
+//!   writer lock ([`super::writer_lock`], `<file>.writer-lock`) before
+//!   `BEGIN IMMEDIATE`: a waiting writer sleeps in the kernel and wakes
+//!   when the lock is released, instead of polling in SQLite's busy
+//!   handler. Readers never take it.
 //! * Before each batch the path is checked to still name the file opened at
 //!   start ([`FileIdentity`]); when it does not, the whole batch is refused
 //!   (503) instead of being written into a deleted or replaced file.
 //! * Waits are bounded by the acquire timeout (`--acquire-timeout-ms`): for
 //!   a pooled connection, for a turn in the queue, and for another
-//!   process's write lock (SQLite's busy timeout is set, per batch, to what
-//!   is left of the earliest member's deadline).
+//!   process's writer lock and SQLite write lock (the lock wait ends, and
+//!   SQLite's busy timeout is set, per batch, at what is left of the
+//!   earliest member's deadline).
 //! * A statement is one read transaction (one WAL snapshot).
 //! * rusqlite is blocking: every call runs on deadpool-sqlite's blocking
 //!   threads (`interact`), never on the async workers.
@@ -32,6 +38,7 @@ use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime};
 use super::batch::{ApplyBatch, Batcher, Posting, PostingResult, Scope};
 use super::idempotency::{NextAction, RecordedKey, RecordedOutcome};
 use super::migrations::{self, Migration};
+use super::writer_lock::WriterLock;
 use super::{
     history_bounds, history_page, stored_posting_id, AccountAudit, AuditReport, Ledger,
     LedgerError, LedgerOptions, PostingRow, RowRefused, Unhealthy,
@@ -82,11 +89,17 @@ pub struct SqliteLedger {
     last_healthy: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Round trips and replays, for `/metrics`.
     metrics: StorageMetrics,
+    /// Taken by every write of this ledger (batches, health probes,
+    /// purges) before `BEGIN IMMEDIATE`.
+    writer: Arc<WriterLock>,
+    /// How long a write waits for [`Self::writer`]: the acquire timeout.
+    acquire_timeout: Duration,
     /// Postings of this process take turns in this queue (one batch at a
     /// time) rather than in SQLite's busy handler, which sleeps with growing
     /// back-off while it waits for the file's write lock (hundreds of
     /// milliseconds under load). Other processes sharing the file are still
-    /// serialised by `BEGIN IMMEDIATE` and the busy timeout.
+    /// serialised by the writer lock, `BEGIN IMMEDIATE` and the busy
+    /// timeout.
     batcher: Batcher<SqliteBatches>,
     /// Whether opening it created the file (a new ledger).
     created: bool,
@@ -115,12 +128,14 @@ pub fn not_a_ledger_file(path: &Path) -> Option<String> {
 }
 
 /// Applies batches of postings in one `BEGIN IMMEDIATE` transaction each,
-/// after checking that the path still names the file opened at start.
+/// after checking that the path still names the file opened at start, and
+/// holding the writer lock ([`super::writer_lock`]) around the transaction.
 #[derive(Clone)]
 pub struct SqliteBatches {
     path: Arc<str>,
     file: Arc<FileIdentity>,
     pool: Pool,
+    writer: Arc<WriterLock>,
     /// The busy timeout a connection gets back after a batch (which sets
     /// its own): the acquire timeout.
     busy_timeout: Duration,
@@ -238,12 +253,14 @@ impl SqliteLedger {
             }))
             .build()
             .map_err(|e| LedgerError::unavailable("cannot build the SQLite pool", e))?;
+        let writer = Arc::new(WriterLock::for_database(&absolute_path(path)));
         let path: Arc<str> = absolute_path(path).display().to_string().into();
         let metrics = StorageMetrics::default();
         let batches = SqliteBatches {
             path: path.clone(),
             file: file.clone(),
             pool: pool.clone(),
+            writer: writer.clone(),
             busy_timeout,
             metrics: metrics.clone(),
         };
@@ -252,6 +269,8 @@ impl SqliteLedger {
             file,
             pool,
             last_healthy: Default::default(),
+            writer,
+            acquire_timeout: options.acquire_timeout,
             batcher: Batcher::new(batches, Scope::Instance, options.batch(), metrics.clone()),
             metrics,
             created: false,
@@ -261,6 +280,25 @@ impl SqliteLedger {
     /// The database file's absolute path.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// Runs the write `f` with a pooled connection on a blocking thread,
+    /// holding the writer lock (waited for at most the acquire timeout)
+    /// until `f` returns.
+    async fn run_write<T, F>(&self, f: F) -> Result<T, LedgerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut rusqlite::Connection) -> Result<T, LedgerError> + Send + 'static,
+    {
+        let conn = self.connection().await?;
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let guard = self.writer.acquire(deadline).await?;
+        conn.interact(move |conn| {
+            let outcome = f(conn);
+            drop(guard);
+            outcome
+        })
+        .await?
     }
 
     /// Whether [`SqliteLedger::open_with`] created the file: a new ledger
@@ -274,7 +312,7 @@ impl SqliteLedger {
     /// transaction: the ledger is as freshly created. Errors:
     /// [`LedgerError::Unavailable`].
     pub async fn reset(&self) -> Result<(), LedgerError> {
-        self.run(|conn| {
+        self.run_write(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(
                 "DELETE FROM transactions;
@@ -542,6 +580,9 @@ impl ApplyBatch for SqliteBatches {
             let context = format!("cannot open the SQLite database {}", self.path);
             LedgerError::unavailable(context, e)
         })?;
+        // After the connection: the lock is held only while the batch can
+        // run at once.
+        let guard = self.writer.acquire(deadline).await?;
         let postings = postings.to_vec();
         let restore = self.busy_timeout;
         let started = Instant::now();
@@ -553,6 +594,8 @@ impl ApplyBatch for SqliteBatches {
                     .max(Duration::from_millis(1));
                 conn.busy_timeout(busy)?;
                 let outcome = post_batch_blocking(conn, &postings);
+                // Committed or rolled back: the next writer may go.
+                drop(guard);
                 // Setting a busy timeout does not fail on an open
                 // connection; and a committed batch must keep its answers.
                 let _ = conn.busy_timeout(restore);
@@ -903,7 +946,7 @@ impl Ledger for SqliteLedger {
     async fn purge_idempotency_keys(&self, older_than: Duration) -> Result<u64, LedgerError> {
         let cutoff = Utc::now().timestamp_micros()
             - i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX / 2);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             Ok(conn
                 .execute(
                     "DELETE FROM idempotency_keys WHERE created_at_us < ?1",
@@ -954,7 +997,17 @@ impl Ledger for SqliteLedger {
             .connection()
             .await
             .map_err(|e| Unhealthy::new("the database file cannot be opened", e))?;
-        conn.interact(probe_write).await.map_err(|e| {
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let guard =
+            self.writer.acquire(deadline).await.map_err(|e| {
+                Unhealthy::new("another process holds the database's write lock", e)
+            })?;
+        let probe = move |conn: &mut rusqlite::Connection| {
+            let outcome = probe_write(conn);
+            drop(guard);
+            outcome
+        };
+        conn.interact(probe).await.map_err(|e| {
             Unhealthy::new("the database cannot be written", LedgerError::from(e))
         })??;
         *self.last_healthy.lock().unwrap_or_else(|e| e.into_inner()) =

@@ -44,3 +44,4 @@ mod reset;
 mod start_up;
 mod storage_faults;
 mod unavailable;
+mod writer_lock;
