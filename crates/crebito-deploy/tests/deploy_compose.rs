@@ -284,16 +284,19 @@ fn health_checks_gate_the_start_order() {
             "lb waits for a healthy {api}"
         );
     }
-    for api in ["api01", "api02"] {
-        let test: Vec<&str> = services[api]["healthcheck"]["test"]
-            .as_sequence()
-            .map(|words| words.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        assert_eq!(
-            test,
-            ["CMD", "crebito", "healthcheck"],
-            "{api}'s health check is `crebito healthcheck` (no shell, no curl: it runs inside the instance's CPU quota)"
-        );
+    for compose in every_compose() {
+        let defs = crate::services(&compose);
+        for api in ["api01", "api02"] {
+            let test: Vec<&str> = defs[api]["healthcheck"]["test"]
+                .as_sequence()
+                .map(|words| words.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            assert_eq!(
+                test,
+                ["CMD", "crebito", "healthcheck"],
+                "{api}'s health check is `crebito healthcheck` (no shell, no curl: it runs inside the instance's CPU quota)"
+            );
+        }
     }
     let image = read("Dockerfile");
     assert!(
