@@ -114,7 +114,10 @@ mod tests {
         assert_eq!(probed("0.0.0.0:9999"), "127.0.0.1:9999");
         assert_eq!(probed("[::]:8080"), "[::1]:8080");
         assert_eq!(probed("10.1.2.3:9999"), "10.1.2.3:9999");
-        assert_eq!(probed("unix:/run/crebito/api01.sock"), "unix:/run/crebito/api01.sock");
+        assert_eq!(
+            probed("unix:/run/crebito/api01.sock"),
+            "unix:/run/crebito/api01.sock"
+        );
     }
 
     /// A TCP listener on the loopback that answers its first connection
@@ -165,7 +168,9 @@ mod tests {
     #[tokio::test]
     async fn an_instance_that_never_answers_fails_within_the_timeout() {
         let listen = one_shot_server(None).await;
-        let error = probe(&listen, Duration::from_millis(200)).await.unwrap_err();
+        let error = probe(&listen, Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert!(matches!(error, ProbeError::Timeout(..)), "{error}");
     }
 
@@ -174,6 +179,9 @@ mod tests {
         let listen: Listen = "unix:/nonexistent/crebito.sock".parse().unwrap();
         let error = probe(&listen, Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(error, ProbeError::Connect(..)), "{error}");
-        assert!(error.to_string().contains("/nonexistent/crebito.sock"), "{error}");
+        assert!(
+            error.to_string().contains("/nonexistent/crebito.sock"),
+            "{error}"
+        );
     }
 }
