@@ -253,8 +253,9 @@ impl SqliteLedger {
             }))
             .build()
             .map_err(|e| LedgerError::unavailable("cannot build the SQLite pool", e))?;
-        let writer = Arc::new(WriterLock::for_database(&absolute_path(path)));
-        let path: Arc<str> = absolute_path(path).display().to_string().into();
+        let absolute = absolute_path(path);
+        let writer = Arc::new(WriterLock::for_database(&absolute));
+        let path: Arc<str> = absolute.display().to_string().into();
         let metrics = StorageMetrics::default();
         let batches = SqliteBatches {
             path: path.clone(),

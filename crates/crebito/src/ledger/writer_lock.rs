@@ -222,6 +222,16 @@ mod tests {
         file
     }
 
+    /// An acquisition that waits `wait` fails as busy.
+    async fn assert_busy_after(lock: &WriterLock, wait: Duration) {
+        let error = lock.acquire(Instant::now() + wait).await.unwrap_err();
+        assert_eq!(
+            error.unavailable_cause(),
+            Some(UnavailableCause::Busy),
+            "{error:?}"
+        );
+    }
+
     fn is_free(lock: &WriterLock) -> bool {
         let file = lock.open().unwrap();
         flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()
@@ -263,15 +273,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lock = WriterLock::for_database(&dir.path().join("l.db"));
         let holder = hold(&lock);
-        let error = lock
-            .acquire(Instant::now() + Duration::from_millis(200))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            error.unavailable_cause(),
-            Some(UnavailableCause::Busy),
-            "{error:?}"
-        );
+        assert_busy_after(&lock, Duration::from_millis(200)).await;
         drop(holder);
         let guard = lock.acquire(Instant::now() + PROMPTLY).await.unwrap();
         assert!(guard.is_held());
@@ -290,15 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lock = WriterLock::for_database(&dir.path().join("l.db"));
         let first = lock.acquire(Instant::now() + PROMPTLY).await.unwrap();
-        let error = lock
-            .acquire(Instant::now() + Duration::from_millis(100))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            error.unavailable_cause(),
-            Some(UnavailableCause::Busy),
-            "{error:?}"
-        );
+        assert_busy_after(&lock, Duration::from_millis(100)).await;
         drop(first);
         assert!(lock
             .acquire(Instant::now() + PROMPTLY)

@@ -487,9 +487,7 @@ async fn a_failed_batch_applies_none_of_its_postings_sqlite() {
 async fn sqlite_waits_are_bounded_by_the_acquire_timeout() {
     const ACQUIRE_MS: u64 = 500;
     const MARGIN_MS: u64 = 500;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l.db");
-    let url = format!("sqlite://{}", path.display());
+    let (_dir, path, url) = support::temp_sqlite_file();
     let acquire = ACQUIRE_MS.to_string();
     let (_server, base) = Crebito::serve(&url, &["--acquire-timeout-ms", &acquire]).await;
     let lock = hold_sqlite_write_lock(&path);

@@ -325,11 +325,20 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempD
     match backend {
         Backend::Postgres => (fresh_postgres_database().await, None),
         Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+            let (dir, _, url) = temp_sqlite_file();
             (url, Some(dir))
         }
     }
+}
+
+/// A SQLite ledger file that does not exist yet, in a temp dir of its own:
+/// the dir (keep it alive as long as the file is used), the file's path
+/// and its `sqlite://` URL.
+pub fn temp_sqlite_file() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ledger.db");
+    let url = format!("sqlite://{}", path.display());
+    (dir, path, url)
 }
 
 /// Runs `sql` on the database at `url` behind the ledger's back, with the

@@ -40,9 +40,7 @@ fn credit(description: &str) -> serde_json::Value {
 /// comes first, the answer after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_posting_waits_for_another_writer_and_goes_right_after_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l.db");
-    let url = format!("sqlite://{}", path.display());
+    let (_dir, path, url) = support::temp_sqlite_file();
     let (_server, base) = Crebito::serve(&url, &["--acquire-timeout-ms", "10000"]).await;
     let lock = hold_writer_lock(&path);
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -79,9 +77,7 @@ async fn a_posting_waits_for_another_writer_and_goes_right_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_writer_lock_held_past_the_acquire_timeout_gives_503_and_is_not_leaked() {
     const ACQUIRE_MS: u64 = 400;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l.db");
-    let url = format!("sqlite://{}", path.display());
+    let (_dir, path, url) = support::temp_sqlite_file();
     let acquire = ACQUIRE_MS.to_string();
     let (_server, base) = Crebito::serve(&url, &["--acquire-timeout-ms", &acquire]).await;
     let lock = hold_writer_lock(&path);
@@ -127,9 +123,7 @@ async fn a_writer_lock_held_past_the_acquire_timeout_gives_503_and_is_not_leaked
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_processes_take_turns_on_the_writer_lock() {
     const POSTINGS: i64 = 40;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l.db");
-    let url = format!("sqlite://{}", path.display());
+    let (_dir, path, url) = support::temp_sqlite_file();
     let extra = ["--acquire-timeout-ms", "10000"];
     let ((_a, a), (_b, b)) =
         tokio::join!(Crebito::serve(&url, &extra), Crebito::serve(&url, &extra));
