@@ -39,6 +39,7 @@ mod idempotency;
 mod observability;
 mod openapi;
 mod operator_log;
+mod query_plans;
 mod refusals;
 mod reset;
 mod start_up;
