@@ -1,8 +1,7 @@
-//! PostgreSQL's plans for the reads, kept for the life of each pooled
-//! connection, stay bounded as the ledger grows: a statement (and a page
-//! of history) reads its 10 newest rows from the account's index, never
-//! every row of the account (docs/benchmark.md, "The statement read's
-//! cached plan").
+//! PostgreSQL's plan for the statement read, kept for the life of each
+//! pooled connection, stays bounded as the ledger grows: it reads the 10
+//! newest rows from the account's index, never every row of the account
+//! (docs/benchmark-log.md, "The statement read's cached plan").
 
 use std::time::{Duration, Instant};
 
