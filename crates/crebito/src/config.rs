@@ -75,9 +75,10 @@ pub enum Command {
     /// Start again from the seeded state: delete every transaction and
     /// idempotency key, and seed the five accounts at balance 0. Migrates
     /// the database if needed. Refuses a SQLite file that does not exist
-    /// (naming the absolute path it looked at), and a PostgreSQL ledger
-    /// without --force. Exit 0 when done, 1 when the database failed, 2
-    /// when refused.
+    /// or holds no crebito ledger (empty, another program's database),
+    /// naming the absolute path it looked at and leaving it as it was, and
+    /// a PostgreSQL ledger without --force. Exit 0 when done, 1 when the
+    /// database failed, 2 when refused.
     Reset(ResetArgs),
     /// Print the OpenAPI 3.1 document of the API (what GET /openapi.json
     /// serves; docs/openapi.json is a copy).
@@ -191,10 +192,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CREBITO_CONNECT_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub connect_timeout_secs: u64,
 
-    /// Refuse to start when the SQLite database file does not exist,
-    /// instead of creating a new ledger with the seeded accounts (which is
-    /// always logged as a warning). For a deployment whose ledger must never
-    /// silently start over, e.g. after its file was lost.
+    /// Refuse to start when the SQLite database file does not exist or
+    /// holds nothing (0 bytes, or no table), instead of creating a new
+    /// ledger with the seeded accounts (which is always logged as a
+    /// warning). For a deployment whose ledger must never silently start
+    /// over, e.g. after its file was lost.
     #[arg(long, env = "CREBITO_REQUIRE_EXISTING_LEDGER")]
     pub require_existing_ledger: bool,
 

@@ -212,11 +212,14 @@ async fn open_with_retry(
 }
 
 /// `crebito reset`: exit 0 done, 1 the database failed, 2 refused (a
-/// PostgreSQL ledger without `--force`, a SQLite file that does not exist).
+/// PostgreSQL ledger without `--force`, a SQLite file that does not exist
+/// or holds no crebito ledger — empty, another program's database — which
+/// is left as it was; docs/configuration.md).
 async fn reset(args: ResetArgs) -> ExitCode {
     let url = args.database.database_url;
     if let DatabaseUrl::Sqlite(path) = &url {
-        if let Some(why) = not_a_ledger_file(path) {
+        let wait = LedgerOptions::default().acquire_timeout;
+        if let Some(why) = not_a_ledger_file(path, wait) {
             eprintln!(
                 "crebito reset: no SQLite ledger at {}: {why}, nothing was \
                  reset. Give the ledger the server uses with --database-url (or DATABASE_URL); \
@@ -234,7 +237,7 @@ async fn reset(args: ResetArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    // Never create a ledger: the file was there a moment ago.
+    // Never create a ledger: the file held one a moment ago.
     let options = LedgerOptions {
         create_if_missing: false,
         ..LedgerOptions::default()

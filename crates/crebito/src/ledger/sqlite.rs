@@ -113,18 +113,120 @@ pub fn absolute_path(path: &Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Why `path` cannot be a ledger's file, for a command that never creates
+/// Why `path` holds no crebito ledger, for a command that never creates
 /// one (`audit`, `reset`): `None` when it is a regular file (or a link to
-/// one).
-pub fn not_a_ledger_file(path: &Path) -> Option<String> {
+/// one) holding a ledger — a SQLite database whose
+/// [`migrations::TABLE`] records the first SQLite migration (version 1,
+/// `schema`) — waiting at most `wait` for another connection's lock. The
+/// file is only read, on a read-only connection: nothing is created,
+/// migrated or switched to WAL. A file that holds nothing at all (0 bytes,
+/// or a SQLite database without any table) is named with what creates a
+/// ledger in it (`crebito serve`).
+pub fn not_a_ledger_file(path: &Path, wait: Duration) -> Option<String> {
     let why = match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() => return None,
+        Ok(meta) if meta.is_file() => match inspect(path, wait) {
+            Contents::Ledger => return None,
+            Contents::Nothing(what) => {
+                format!("{what}: no ledger was ever created in it (`crebito serve` creates one)")
+            }
+            Contents::Other(why) => why,
+        },
         Ok(meta) if meta.is_dir() => "it is a directory, not a file".to_owned(),
         Ok(_) => "it is not a regular file".to_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "the file does not exist".to_owned(),
         Err(e) => format!("it cannot be examined ({e})"),
     };
     Some(why)
+}
+
+/// What an existing file holds, as [`inspect`] finds it.
+#[derive(Debug, PartialEq, Eq)]
+enum Contents {
+    /// Nothing at all: 0 bytes, or a SQLite database without any table
+    /// (SQLite treats both as an empty database). `crebito serve` creates
+    /// a ledger in it as in a file that does not exist; the text says
+    /// which of the two it is.
+    Nothing(&'static str),
+    /// A crebito ledger: its [`migrations::TABLE`] records the first
+    /// SQLite migration (version 1, `schema`), which creates the ledger's
+    /// tables in the same transaction ([`apply_migrations`]).
+    Ledger,
+    /// Anything else: why it is no crebito ledger (another program's
+    /// SQLite database, a file that is not SQLite, one that cannot be read).
+    Other(String),
+}
+
+/// What the regular file at `path` holds, read without changing it: the
+/// connection is read-only (`SQLITE_OPEN_READONLY`), so nothing is created,
+/// migrated or switched to WAL, and waits at most `wait` for a lock held by
+/// another connection (another instance migrating a new file). A crebito
+/// ledger is a file whose [`migrations::TABLE`] has the row of the first
+/// SQLite migration, with its name: the mark every ledger carries since
+/// its first start, which another program's `schema_migrations` table (a
+/// bare `version` column, other names) does not.
+fn inspect(path: &Path, wait: Duration) -> Contents {
+    if std::fs::metadata(path).is_ok_and(|meta| meta.len() == 0) {
+        return Contents::Nothing("the file is empty (0 bytes)");
+    }
+    let unreadable = |e: rusqlite::Error| {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+            Contents::Other("it is not a SQLite database".to_owned())
+        } else {
+            Contents::Other(format!("it cannot be read as a SQLite database ({e})"))
+        }
+    };
+    let flags =
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match rusqlite::Connection::open_with_flags(path, flags) {
+        Ok(conn) => conn,
+        Err(e) => return unreadable(e),
+    };
+    if let Err(e) = conn.busy_timeout(wait) {
+        return unreadable(e);
+    }
+    // Schema objects, and the columns of crebito's migrations table that
+    // the file has (a table of that name made by another program may lack
+    // them).
+    let shape = conn.query_row(
+        "SELECT (SELECT count(*) FROM sqlite_master),
+                (SELECT count(*) FROM pragma_table_info(?1) WHERE name IN ('version', 'name'))",
+        [migrations::TABLE],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+    );
+    let (objects, columns) = match shape {
+        Ok(shape) => shape,
+        Err(e) => return unreadable(e),
+    };
+    if objects == 0 {
+        return Contents::Nothing("it is a SQLite database without any table");
+    }
+    let first = &migrations::SQLITE[0];
+    let recorded = if columns < 2 {
+        None
+    } else {
+        match conn
+            .query_row(
+                &format!("SELECT name FROM {} WHERE version = ?1", migrations::TABLE),
+                [first.version],
+                |r| r.get::<_, rusqlite::types::Value>(0),
+            )
+            .optional()
+        {
+            Ok(Some(rusqlite::types::Value::Text(name))) => Some(name),
+            Ok(_) => None,
+            Err(e) => return unreadable(e),
+        }
+    };
+    if recorded.as_deref() == Some(first.name) {
+        return Contents::Ledger;
+    }
+    Contents::Other(format!(
+        "it is a SQLite database but not a crebito ledger (no {} table records crebito's \
+         migration {}, {:?}: another program's database?)",
+        migrations::TABLE,
+        first.version,
+        first.name
+    ))
 }
 
 /// Applies batches of postings in one `BEGIN IMMEDIATE` transaction each,
@@ -161,15 +263,22 @@ impl SqliteLedger {
     ///
     /// A missing file is created with its parent directory, and the event
     /// logged as a warning, when `options.create_if_missing`; otherwise it
-    /// is an error. Once open, connections never create the file again (URI
-    /// `mode=rw`): a file deleted while the server runs is noticed (see
-    /// [`FileIdentity`]), not silently replaced by an empty one.
+    /// is an error. An existing file that holds nothing (0 bytes, or a
+    /// SQLite database without any table) is a new ledger the same way. An
+    /// existing file that holds anything but a crebito ledger (its
+    /// [`migrations::TABLE`] recording the first migration) is refused
+    /// before anything is written to it: another program's database is
+    /// never given the ledger's tables. Once open, connections never create
+    /// the file again (URI `mode=rw`): a file deleted while the server runs
+    /// is noticed (see [`FileIdentity`]), not silently replaced by an empty
+    /// one.
     ///
-    /// Errors: [`LedgerError::Unavailable`] when the file is missing and may
-    /// not be created, the directory or file cannot be created or opened,
-    /// or a migration fails.
+    /// Errors: [`LedgerError::Unavailable`] when the file is missing or
+    /// holds nothing and may not be created, holds something that is not a
+    /// crebito ledger (named by its absolute path, with why), the directory
+    /// or file cannot be created or opened, or a migration fails.
     pub async fn open_with(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
-        let created = !path.exists();
+        let mut created = !path.exists();
         if created {
             if !options.create_if_missing {
                 return Err(LedgerError::unavailable_because(format!(
@@ -202,6 +311,35 @@ impl SqliteLedger {
                     e,
                 )
             })?;
+        if !created {
+            match inspect(path, options.acquire_timeout) {
+                Contents::Ledger => {}
+                Contents::Nothing(what) if options.create_if_missing => {
+                    tracing::warn!(
+                        "no ledger at {}: {what}; creating a NEW one in it with the seeded \
+                         accounts (if a ledger was expected here, stop and restore it; \
+                         --require-existing-ledger refuses to start instead)",
+                        absolute_path(path).display()
+                    );
+                    created = true;
+                }
+                Contents::Nothing(what) => {
+                    return Err(LedgerError::unavailable_because(format!(
+                        "no SQLite ledger at {}: {what}, and creating one is not allowed \
+                         (--require-existing-ledger)",
+                        absolute_path(path).display()
+                    )));
+                }
+                Contents::Other(why) => {
+                    return Err(LedgerError::unavailable_because(format!(
+                        "no SQLite ledger at {}: {why}; refusing to add the ledger's tables \
+                         to it. Give the ledger's file with --database-url (or DATABASE_URL), \
+                         or a path where no file is yet to create a new ledger",
+                        absolute_path(path).display()
+                    )));
+                }
+            }
+        }
         let mut ledger = Self::open_file(path, options)?;
         ledger.created = created;
         ledger
@@ -214,12 +352,13 @@ impl SqliteLedger {
     /// anything (for read-only tools such as `crebito audit`), with
     /// `options` as in [`SqliteLedger::open_with`].
     ///
-    /// Errors: [`LedgerError::Unavailable`] when the file does not exist or
-    /// cannot be opened.
+    /// Errors: [`LedgerError::Unavailable`] when the file does not exist,
+    /// holds no crebito ledger ([`not_a_ledger_file`]; checked read-only,
+    /// before the pool switches it to WAL) or cannot be opened.
     pub async fn open_existing(path: &Path, options: &LedgerOptions) -> Result<Self, LedgerError> {
-        if let Some(why) = not_a_ledger_file(path) {
+        if let Some(why) = not_a_ledger_file(path, options.acquire_timeout) {
             return Err(LedgerError::unavailable_because(format!(
-                "no SQLite database at {}: {why}",
+                "no SQLite ledger at {}: {why}",
                 absolute_path(path).display()
             )));
         }
@@ -1078,6 +1217,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("race.db");
         let writer = rusqlite::Connection::open(&path).unwrap();
+        // Rolled back, not committed: a table another program commits
+        // makes the file its database, which a start refuses.
         writer
             .execute_batch("BEGIN IMMEDIATE; CREATE TABLE other (a)")
             .unwrap();
@@ -1090,13 +1231,40 @@ mod tests {
             async move { SqliteLedger::open_with(&path, &options).await }
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
-        writer.execute_batch("COMMIT").unwrap();
+        writer.execute_batch("ROLLBACK").unwrap();
         let ledger = opening
             .await
             .unwrap()
             .expect("opens once the writer is done");
         let statement = ledger.statement(AccountId::new(1).unwrap()).await.unwrap();
         assert_eq!(statement.balance, 0);
+    }
+
+    /// A ledger is recognised by its first migration's row, read without
+    /// writing: also while the server has it open, and a table of the
+    /// same name and columns that records something else is not one.
+    #[tokio::test]
+    async fn inspect_finds_a_ledger_by_its_first_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let wait = Duration::from_secs(2);
+        let ledger = SqliteLedger::open(&path).await.unwrap();
+        assert_eq!(inspect(&path, wait), Contents::Ledger);
+        drop(ledger);
+        assert_eq!(inspect(&path, wait), Contents::Ledger);
+        let other = dir.path().join("other.db");
+        rusqlite::Connection::open(&other)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT);
+                 INSERT INTO schema_migrations VALUES (1, 'create_users')",
+            )
+            .unwrap();
+        let before = std::fs::read(&other).unwrap();
+        assert!(
+            matches!(inspect(&other, wait), Contents::Other(why) if why.contains("not a crebito ledger"))
+        );
+        assert_eq!(std::fs::read(&other).unwrap(), before);
     }
 
     #[test]

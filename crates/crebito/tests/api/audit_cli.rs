@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::{self, TestApp};
+use crate::helpers::{self, NotALedger, TestApp};
 
 on_every_ledger!(audit_passes_then_catches_a_tampered_balance);
 
@@ -122,7 +122,7 @@ async fn audit_names_the_absolute_path_of_the_sqlite_file() {
     let missing = dir.canonicalize().unwrap().join("typo.db");
     assert!(
         stderr.contains(&format!(
-            "no SQLite database at {}: the file does not exist",
+            "no SQLite ledger at {}: the file does not exist",
             missing.display()
         )),
         "{stderr}"
@@ -132,7 +132,7 @@ async fn audit_names_the_absolute_path_of_the_sqlite_file() {
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "no SQLite database at {}: it is a directory, not a file",
+            "no SQLite ledger at {}: it is a directory, not a file",
             missing.display()
         )),
         "{stderr}"
@@ -176,4 +176,24 @@ async fn audit_checks_a_client_record_of_postings() {
     let (code, stdout) = run_audit(&with_record);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("acknowledged but missing"), "{stdout}");
+}
+
+/// A file that holds no crebito ledger used to be opened as one: switched
+/// to WAL (its header rewritten) before the audit met a missing table. It
+/// is refused (exit 2) before anything is opened for writing, naming its
+/// absolute path and why, and left byte for byte as it was.
+#[test]
+fn audit_refuses_a_file_that_holds_no_crebito_ledger_and_leaves_it_as_it_was() {
+    for file in NotALedger::every_kind() {
+        let before = file.files();
+        let (code, stdout, stderr) = run_audit_with_stderr(&["--database-url", &file.url()]);
+        let name = file.path.display();
+        assert_eq!(code, 2, "{name}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("no SQLite ledger at {name}: ")),
+            "{name}: {stderr}"
+        );
+        assert!(stderr.contains(file.reason), "{name}: {stderr}");
+        assert!(file.files() == before, "{name} was changed: {stderr}");
+    }
 }

@@ -341,6 +341,94 @@ pub fn temp_sqlite_file() -> (tempfile::TempDir, PathBuf, String) {
     (dir, path, url)
 }
 
+/// A file at a `sqlite://` URL that holds no crebito ledger (no
+/// `schema_migrations` table recording crebito's migration 1), alone in a
+/// temp dir of its own (kept alive with it).
+pub struct NotALedger {
+    _dir: tempfile::TempDir,
+    /// The file's absolute path, symbolic links resolved.
+    pub path: PathBuf,
+    /// Whether it holds nothing at all (0 bytes, or a SQLite database
+    /// without any table): `serve` creates a new ledger in it.
+    pub holds_nothing: bool,
+    /// Words of the reason a command that refuses it gives.
+    pub reason: &'static str,
+}
+
+impl NotALedger {
+    /// Every kind: an empty file, a SQLite database without any table,
+    /// another program's SQLite database, one with a `schema_migrations`
+    /// table that is not crebito's, and a file that is not SQLite at all.
+    pub fn every_kind() -> Vec<NotALedger> {
+        let make = |name: &str, holds_nothing, reason, fill: &dyn Fn(&Path)| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().canonicalize().unwrap().join(name);
+            fill(&path);
+            NotALedger {
+                _dir: dir,
+                path,
+                holds_nothing,
+                reason,
+            }
+        };
+        let sql = |sql: &'static str| {
+            move |path: &Path| {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+        };
+        vec![
+            make("empty.db", true, "the file is empty (0 bytes)", &|path| {
+                std::fs::write(path, b"").unwrap()
+            }),
+            make(
+                "no-tables.db",
+                true,
+                "a SQLite database without any table",
+                &sql("PRAGMA user_version = 7"),
+            ),
+            make(
+                "notes.db",
+                false,
+                "not a crebito ledger",
+                &sql(
+                    "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
+                      INSERT INTO notes (text) VALUES ('keep me')",
+                ),
+            ),
+            make(
+                "rails.db",
+                false,
+                "not a crebito ledger",
+                &sql("CREATE TABLE schema_migrations (version TEXT PRIMARY KEY);
+                      INSERT INTO schema_migrations VALUES ('20240101000000')"),
+            ),
+            make("notes.txt", false, "not a SQLite database", &|path| {
+                std::fs::write(path, "not a database\n".repeat(200)).unwrap()
+            }),
+        ]
+    }
+
+    /// Its `sqlite://` URL.
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    /// Every file in its directory with its bytes: a command that left
+    /// it as it was left this unchanged (no table added, no journal or
+    /// lock file beside it).
+    pub fn files(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(self.path.parent().unwrap())
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                (name, std::fs::read(entry.path()).unwrap())
+            })
+            .collect()
+    }
+}
+
 /// Runs `sql` on the database at `url` behind the ledger's back, with the
 /// schema's CHECK constraints off (dropped on PostgreSQL, ignored on
 /// SQLite), to damage a ledger on purpose.

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::helpers::{self, Backend, TestApp};
+use crate::helpers::{self, Backend, NotALedger, TestApp};
 
 /// Runs `crebito reset ARGS`; returns the exit code and stdout + stderr.
 fn reset(args: &[&str]) -> (i32, String) {
@@ -166,4 +166,30 @@ async fn a_reset_names_the_absolute_path_of_the_ledger_it_reset() {
         "{out}"
     );
     assert_seeded(&app).await;
+}
+
+/// A file that holds no crebito ledger — empty, a SQLite database without
+/// any table, another program's database, not SQLite at all — used to be
+/// given the ledger's tables and "reset". It is refused (exit 2), naming
+/// its absolute path, why, and what to do, and left byte for byte as it
+/// was.
+#[test]
+fn a_file_that_holds_no_crebito_ledger_is_refused_and_left_as_it_was() {
+    for file in NotALedger::every_kind() {
+        let before = file.files();
+        let (code, out) = reset(&["--database-url", &file.url()]);
+        let name = file.path.display();
+        assert_eq!(code, 2, "{name}: {out}");
+        assert!(
+            out.contains(&format!("no SQLite ledger at {name}: ")),
+            "{name}: {out}"
+        );
+        assert!(out.contains(file.reason), "{name}: {out}");
+        assert!(out.contains("nothing was reset"), "{name}: {out}");
+        assert!(out.contains("--database-url"), "{name}: {out}");
+        if file.holds_nothing {
+            assert!(out.contains("`crebito serve` creates"), "{name}: {out}");
+        }
+        assert!(file.files() == before, "{name} was changed: {out}");
+    }
 }

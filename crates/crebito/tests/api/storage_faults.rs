@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::helpers::{self, Crebito};
+use crate::helpers::{self, Crebito, NotALedger};
 
 /// Starts `crebito serve` on the SQLite file `db`; waits until it is ready.
 fn start(db: &Path, extra: &[&str]) -> (Crebito, String) {
@@ -107,6 +107,58 @@ fn a_missing_ledger_can_be_required_to_exist() {
         crebito.log()
     );
     assert!(!db.exists());
+}
+
+/// `serve` on a file that holds no crebito ledger: one that holds nothing
+/// (0 bytes, a SQLite database without any table) is a new ledger —
+/// created with the warning and start line of a new one, or refused with
+/// `--require-existing-ledger`; anything else (another program's database,
+/// a file that is not SQLite) used to be given the ledger's tables, and is
+/// refused (exit 1) naming its absolute path and why, left byte for byte
+/// as it was.
+#[test]
+fn serve_creates_a_ledger_only_in_a_file_that_holds_nothing() {
+    for file in NotALedger::every_kind() {
+        let name = file.path.display();
+        let url = file.url();
+        let serve = |extra: &[&str]| {
+            let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--database-url", &url];
+            args.extend_from_slice(extra);
+            Crebito::spawn(&args, &[])
+        };
+        let before = file.files();
+        let mut crebito = serve(&["--require-existing-ledger"]);
+        assert_eq!(crebito.wait(Duration::from_secs(10)), Some(1), "{name}");
+        let log = crebito.log();
+        assert!(
+            log.contains(&format!("no SQLite ledger at {name}: ")),
+            "{name}: {log}"
+        );
+        assert!(log.contains(file.reason), "{name}: {log}");
+        assert!(file.files() == before, "{name} was changed: {log}");
+        if !file.holds_nothing {
+            let mut crebito = serve(&[]);
+            assert_eq!(crebito.wait(Duration::from_secs(10)), Some(1), "{name}");
+            let log = crebito.log();
+            assert!(
+                log.contains(&format!("no SQLite ledger at {name}: ")),
+                "{name}: {log}"
+            );
+            assert!(log.contains(file.reason), "{name}: {log}");
+            assert!(log.contains("refusing to add"), "{name}: {log}");
+            assert!(file.files() == before, "{name} was changed: {log}");
+            continue;
+        }
+        let crebito = serve(&[]);
+        let log = crebito.wait_for_log("crebito ready", Duration::from_secs(30));
+        assert!(log.contains("creating a NEW"), "{name}: {log}");
+        assert!(
+            log.contains(&format!(
+                "serving the SQLite ledger {name}: a NEW ledger, created now"
+            )),
+            "{name}: {log}"
+        );
+    }
 }
 
 /// Runs `program args`; panics with its output when it fails.
