@@ -1,7 +1,7 @@
 //! The one error type of the HTTP layer, and the problem details (RFC 9457)
 //! every error is answered with.
 
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use thiserror::Error;
@@ -302,6 +302,18 @@ fn echoed(path: &str) -> String {
     format!("{}…", &path[..end])
 }
 
+/// What a 404 or 405 names as the target of the request (RFC 9112 §3.2):
+/// the path of an origin-form or absolute-form target (the part that is
+/// routed), `*` for the asterisk form (§3.2.4, `OPTIONS *`), and the
+/// authority of the authority form (§3.2.3, `CONNECT host:port`), which
+/// has no path to name.
+pub fn request_target(uri: &Uri) -> &str {
+    match uri.authority() {
+        Some(authority) if uri.path().is_empty() => authority.as_str(),
+        _ => uri.path(),
+    }
+}
+
 /// What exists, as a 404 for an account says it: the seeded accounts
 /// (docs/contract.md §2.3), not read from the ledger, so that an unknown
 /// account costs no more than before.
@@ -333,7 +345,9 @@ impl ApiError {
 
     /// 404 for `method path`, no route: the detail names them and the
     /// routes served, `routes` (`Allow`-style methods, e.g. `GET,HEAD`,
-    /// and path template each; the first method is named).
+    /// and path template each; the first method is named). `path` is the
+    /// request's target as [`request_target`] names it (docs/contract.md
+    /// §2.5).
     pub fn not_found(method: &Method, path: &str, routes: &[(&str, &str)]) -> ApiError {
         let routes: Vec<String> = routes
             .iter()
@@ -353,6 +367,7 @@ impl ApiError {
 
     /// 405 for `method path`: the detail names them and `allowed`, the
     /// methods the path answers (the `Allow` header's, RFC 9110 §15.5.6).
+    /// `path` is the request's target as [`request_target`] names it.
     pub fn method_not_allowed(method: &Method, path: &str, allowed: &str) -> ApiError {
         ApiError::MethodNotAllowed(format!(
             "{} is not allowed on {}; allowed: {allowed}",
@@ -483,6 +498,21 @@ mod tests {
                 "detail": "descricao must be 1 to 10 characters long",
             })
         );
+    }
+
+    #[test]
+    fn the_target_named_is_the_path_or_else_the_authority() {
+        for (target, named) in [
+            ("/clientes/1/extrato?x=1", "/clientes/1/extrato"),
+            ("http://x/nothing?q", "/nothing"),
+            ("http://x", "/"),
+            ("*", "*"),
+            ("x:80", "x:80"),
+            ("[::1]:443", "[::1]:443"),
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(request_target(&uri), named, "{target}");
+        }
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub fn router_with<L: Ledger>(ledger: Arc<L>, options: RouterOptions) -> Router 
     };
     routes
         .fallback(move |method: Method, uri: Uri| async move {
-            ApiError::not_found(&method, uri.path(), served)
+            ApiError::not_found(&method, error::request_target(&uri), served)
         })
         .method_not_allowed_fallback(
             |method: Method, uri: Uri, route: Option<MatchedPath>| async move {
@@ -143,7 +143,7 @@ pub fn router_with<L: Ledger>(ledger: Arc<L>, options: RouterOptions) -> Router 
                             .find(|(_, path)| *path == route.as_str())
                     })
                     .map_or("none", |(methods, _)| *methods);
-                ApiError::method_not_allowed(&method, uri.path(), allowed)
+                ApiError::method_not_allowed(&method, error::request_target(&uri), allowed)
             },
         )
         .layer(axum::middleware::from_fn_with_state(

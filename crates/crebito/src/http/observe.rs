@@ -104,7 +104,8 @@ pub async fn observe(
         route
     );
     let mut response = async {
-        tracing::debug!(path = request.uri().path(), "request received");
+        let target = super::error::request_target(request.uri());
+        tracing::debug!(path = target, "request received");
         next.run(request).await
     }
     .instrument(span.clone())

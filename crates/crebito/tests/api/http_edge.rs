@@ -687,3 +687,45 @@ async fn idempotency_key_quoted_and_bare_are_one_key() {
     }
     assert_eq!(server.transactions().await, 1);
 }
+
+/// A 404 names what was asked whatever the form of the request target
+/// (RFC 9112 §3.2): an authority-form target (`CONNECT`, §3.2.3) has no
+/// path, so its authority is named; an asterisk-form one (`OPTIONS *`,
+/// §3.2.4) is named `*`; an absolute-form one (§3.2.2) by its path, the
+/// part that is routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_names_authority_and_asterisk_form_targets() {
+    let server = Server::start(Transport::Tcp, 16).await;
+    let cases: [(&[u8], &str); 4] = [
+        (
+            b"CONNECT x:80 HTTP/1.1\r\nHost: x:80\r\n\r\n",
+            "no route for CONNECT x:80; the routes are ",
+        ),
+        (
+            b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n",
+            "no route for CONNECT [::1]:443; the routes are ",
+        ),
+        (
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+            "no route for OPTIONS *; the routes are ",
+        ),
+        (
+            b"GET http://x/nothing HTTP/1.1\r\nHost: x\r\n\r\n",
+            "no route for GET /nothing; the routes are ",
+        ),
+    ];
+    for (request, detail) in cases {
+        let shown = String::from_utf8_lossy(request).into_owned();
+        let response = exchange(&server, request).await;
+        assert_eq!(response.status, 404, "{shown}: {response:?}");
+        assert_eq!(
+            response.problem_type(),
+            "urn:crebito:problem:not-found",
+            "{shown}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        let said = body["detail"].as_str().unwrap();
+        assert!(said.starts_with(detail), "{shown}: {said:?}");
+        assert!(said.ends_with("GET /metrics"), "{shown}: {said:?}");
+    }
+}
