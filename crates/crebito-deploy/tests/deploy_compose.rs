@@ -226,8 +226,8 @@ fn exactly_two_identical_api_instances(compose: &Compose) {
             .get("CREBITO_LISTEN")
             .unwrap_or_else(|| panic!("{name} sets CREBITO_LISTEN"));
         let upstream = match listen.strip_prefix("unix:") {
-            Some(path) => format!("server unix:{path};"),
-            None => format!("server {name}:{};", listen.rsplit(':').next().unwrap()),
+            Some(path) => format!("server unix:{path} "),
+            None => format!("server {name}:{} ", listen.rsplit(':').next().unwrap()),
         };
         assert!(
             nginx.contains(&upstream),
@@ -517,6 +517,27 @@ fn nginx_never_retries_a_post_and_closes_idle_upstreams_first() {
         "nginx's upstream keepalive_timeout ({secs} s) must be shorter than the API's idle timeout ({api_idle} s)"
     );
 
+    // An instance that refused a connection is skipped for fail_timeout;
+    // while both are skipped every client gets a 502. nginx's default
+    // (10 s) kept a restarted instance out long enough for a second
+    // restart to cut everyone off for 8.8 s (docs/deployment.md).
+    let servers: Vec<&str> = upstream
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| l.starts_with("server "))
+        .collect();
+    assert_eq!(servers.len(), 2, "two upstream servers: {servers:?}");
+    for server in servers {
+        let fail_timeout = server
+            .trim_end_matches(';')
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("fail_timeout="))
+            .unwrap_or_else(|| panic!("`{server}` leaves fail_timeout at nginx's 10 s"));
+        assert!(
+            matches!(fail_timeout, "1s" | "1"),
+            "`{server}`: fail_timeout={fail_timeout}, expected 1s"
+        );
+    }
 }
 
 /// What one connection may cost an instance while its request head (at most

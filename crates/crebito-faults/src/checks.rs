@@ -1,5 +1,6 @@
 //! The thresholds a fault scenario sets on a run (`--allow`, `--max-ms`,
-//! `--min-share`, `--min-count`, `--require-final`, `--min-refused`), judged
+//! `--min-share`, `--min-count`, `--require-final`, `--min-refused`,
+//! `--max-unavailable-ms`), judged
 //! against the run's [`Summary`]. Each check yields one line, `ok: …` or
 //! `FAIL: …`, so that `scripts/faults` prints them and needs no JSON tool.
 
@@ -65,6 +66,9 @@ pub struct Thresholds {
     pub require_final: bool,
     /// At least this many postings refused (422).
     pub min_refused: Option<u64>,
+    /// The longest stretch between two final answers (200 or 422), as the
+    /// clients saw it, must be shorter than this, milliseconds.
+    pub max_unavailable_ms: Option<f64>,
 }
 
 /// One judged check.
@@ -202,6 +206,15 @@ impl Thresholds {
                 ),
             );
         }
+        if let Some(max) = self.max_unavailable_ms {
+            let longest = summary.availability.longest_gap_ms;
+            check(
+                longest < max,
+                format!(
+                    "longest stretch without a final answer {longest:.0} ms (limit: under {max} ms)"
+                ),
+            );
+        }
         verdicts
     }
 }
@@ -221,6 +234,7 @@ mod tests {
             s.attempts.insert((*kind).to_owned(), *n);
             s.max_latency_ms.insert((*kind).to_owned(), *max);
         }
+        s.availability.longest_gap_ms = 1499.0;
         s
     }
 
@@ -273,6 +287,7 @@ mod tests {
             min_count: vec!["503=5".parse().unwrap(), "lost=10".parse().unwrap()],
             require_final: true,
             min_refused: Some(2),
+            max_unavailable_ms: Some(1500.0),
         };
         assert!(failed(&holds.judge(&s)).is_empty(), "{:?}", holds.judge(&s));
 
@@ -283,6 +298,7 @@ mod tests {
             min_count: vec!["503=6".parse().unwrap(), "lost=11".parse().unwrap()],
             require_final: true,
             min_refused: Some(3),
+            max_unavailable_ms: Some(1499.0),
         };
         let mut unknown = s.clone();
         unknown.unknown = 1;
@@ -298,6 +314,7 @@ mod tests {
                 "10 attempts lost (at least 11)",
                 "every posting got a final answer (1 of 10 without one)",
                 "2 postings refused (422), at least 3: refusals are part of the record",
+                "longest stretch without a final answer 1499 ms (limit: under 1499 ms)",
             ]
         );
     }

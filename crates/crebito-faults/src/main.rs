@@ -107,6 +107,18 @@ struct Args {
     /// is stored" is put to the test.
     #[arg(long, value_name = "N")]
     min_refused: Option<u64>,
+    /// The longest stretch between two final answers (200 or 422) must be
+    /// shorter than MS milliseconds: how long the clients were cut off.
+    #[arg(long, value_name = "MS", value_parser = positive_ms)]
+    max_unavailable_ms: Option<f64>,
+}
+
+/// A bound in milliseconds: a finite number above 0.
+fn positive_ms(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|ms| ms.is_finite() && *ms > 0.0)
+        .ok_or_else(|| format!("{s:?} is not a number of milliseconds above 0"))
 }
 
 impl Args {
@@ -118,6 +130,7 @@ impl Args {
             min_count: self.min_count.clone(),
             require_final: self.require_final,
             min_refused: self.min_refused,
+            max_unavailable_ms: self.max_unavailable_ms,
         }
     }
 }
