@@ -414,6 +414,19 @@ impl NotALedger {
         format!("sqlite://{}", self.path.display())
     }
 
+    /// Asserts what every refusal of this file shows: `out` (a command's
+    /// output or log) names its absolute path and why, and its directory is
+    /// still `before` ([`NotALedger::files`]).
+    pub fn assert_refused(&self, out: &str, before: &std::collections::BTreeMap<String, Vec<u8>>) {
+        let name = self.path.display();
+        assert!(
+            out.contains(&format!("no SQLite ledger at {name}: ")),
+            "{name}: {out}"
+        );
+        assert!(out.contains(self.reason), "{name}: {out}");
+        assert!(self.files() == *before, "{name} was changed: {out}");
+    }
+
     /// Every file in its directory with its bytes: a command that left
     /// it as it was left this unchanged (no table added, no journal or
     /// lock file beside it).
