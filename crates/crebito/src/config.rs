@@ -86,7 +86,8 @@ pub enum Command {
     /// Probe a running instance: GET /health on the address it listens on
     /// (CREBITO_LISTEN; a wildcard address on the loopback). Exit 0 when it
     /// answers 2xx within the timeout, 1 otherwise, with the reason on
-    /// stderr. The image's and the compose file's health check.
+    /// stderr. The image's health check; the compose files turn it off in
+    /// their instances (docs/deployment.md), where it is run by hand.
     Healthcheck(HealthcheckArgs),
 }
 
