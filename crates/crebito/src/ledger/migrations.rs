@@ -51,6 +51,7 @@ pub const POSTGRES: &[Migration] = &[
         "post_batch_revised",
         "postgres/0007_post_batch_revised.sql"
     ),
+    migration!(8, "posting_domains", "postgres/0008_posting_domains.sql"),
 ];
 
 /// SQLite migrations.

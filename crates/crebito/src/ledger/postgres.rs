@@ -76,7 +76,7 @@ WITH account AS (
     RETURNING id, balance
 ), posted AS (
     INSERT INTO transactions (account_id, amount, kind, description)
-    SELECT id, $3, $4, $5 FROM moved
+    SELECT id, $3::bigint, $4::text, $5::text FROM moved
 )
 SELECT account.credit_limit, moved.balance FROM account LEFT JOIN moved ON true";
 
@@ -136,7 +136,7 @@ ORDER BY t.id DESC";
 /// text (numeric: cannot overflow), number of transactions.
 const AUDIT_SQL: &str = "\
 SELECT a.id, a.credit_limit, a.balance,
-       COALESCE(SUM(CASE t.kind WHEN $1 THEN t.amount::numeric WHEN $2 THEN -t.amount::numeric END), 0)::text,
+       COALESCE(SUM(CASE t.kind WHEN $1::text THEN t.amount::numeric WHEN $2::text THEN -t.amount::numeric END), 0)::text,
        COUNT(t.id)
 FROM accounts a LEFT JOIN transactions t ON t.account_id = a.id
 GROUP BY a.id ORDER BY a.id";
@@ -428,7 +428,7 @@ impl PostgresLedger {
 
     /// Refuses a database whose encoding is not UTF8 (docs/deployment.md):
     /// in any other, `char_length` does not count the characters of a
-    /// `descricao` (SQL_ASCII counts bytes), so the schema's `CHECK` would
+    /// `descricao` (SQL_ASCII counts bytes), so the schema's check would
     /// refuse valid postings (docs/contract.md §2.1). Errors:
     /// [`LedgerError::Unavailable`] with an [`UnsupportedDatabase`] cause
     /// that names the encoding and how to create a database that works.

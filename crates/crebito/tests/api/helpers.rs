@@ -443,8 +443,9 @@ impl NotALedger {
 }
 
 /// Runs `sql` on the database at `url` behind the ledger's back, with the
-/// schema's CHECK constraints off (dropped on PostgreSQL, ignored on
-/// SQLite), to damage a ledger on purpose.
+/// checks on stored codes off (a kind's and an outcome's, dropped on
+/// PostgreSQL; every check ignored on SQLite), to damage a ledger on
+/// purpose.
 pub async fn execute_unchecked(url: &str, sql: &str) {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let conn = rusqlite::Connection::open(path).expect("open the SQLite file");
@@ -455,7 +456,7 @@ pub async fn execute_unchecked(url: &str, sql: &str) {
     admin_session(url)
         .await
         .batch_execute(&format!(
-            "ALTER TABLE transactions DROP CONSTRAINT IF EXISTS transactions_kind_check;
+            "ALTER DOMAIN posting_kind DROP CONSTRAINT IF EXISTS posting_kind_check;
              ALTER TABLE idempotency_keys DROP CONSTRAINT IF EXISTS idempotency_keys_outcome_check;
              {sql}"
         ))

@@ -42,6 +42,7 @@ mod operator_log;
 mod query_plans;
 mod refusals;
 mod reset;
+mod schema;
 mod start_up;
 mod storage_faults;
 mod unavailable;
