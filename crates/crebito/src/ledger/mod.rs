@@ -16,6 +16,7 @@ use crate::domain::{
 use crate::metrics::{PoolStatus, StorageMetrics};
 
 pub mod batch;
+pub mod checkpointer;
 pub mod codes;
 mod error;
 pub mod idempotency;

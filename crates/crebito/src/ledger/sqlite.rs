@@ -36,6 +36,7 @@ use deadpool_sqlite::rusqlite::{self, OptionalExtension, TransactionBehavior};
 use deadpool_sqlite::{Config, Hook, HookError, Pool, Runtime};
 
 use super::batch::{ApplyBatch, Batcher, Posting, PostingResult, Scope};
+use super::checkpointer::{self, Checkpointer};
 use super::idempotency::{NextAction, RecordedKey, RecordedOutcome};
 use super::migrations::{self, Migration};
 use super::writer_lock::WriterLock;
@@ -49,13 +50,17 @@ use crate::domain::{
 };
 use crate::metrics::{PoolStatus, StorageMetrics};
 
-/// Applied to every new connection.
+/// Applied to every new connection, with `wal_autocheckpoint` (see
+/// [`apply_pragmas`]).
 const PRAGMAS: &str = "\
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 PRAGMA foreign_keys = ON;";
 
-/// Applies [`PRAGMAS`] to a new connection. Switching a new file to WAL
+/// Applies [`PRAGMAS`] to a new connection, and `wal_autocheckpoint`: the
+/// WAL is checkpointed by the ledger's [`Checkpointer`], not by the commit
+/// that fills it, and a connection checkpoints by itself only past
+/// [`checkpointer::SAFETY_NET_PAGES`]. Switching a new file to WAL
 /// needs it to itself, and while another connection (another instance
 /// starting on the same new file) holds a write lock SQLite answers
 /// `SQLITE_BUSY` at once instead of calling the busy handler; the switch
@@ -71,9 +76,11 @@ fn apply_pragmas(conn: &rusqlite::Connection, wait: Duration) -> rusqlite::Resul
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            Ok(()) => break,
             other => return other,
         }
     }
+    conn.pragma_update(None, "wal_autocheckpoint", checkpointer::SAFETY_NET_PAGES)
 }
 
 /// A [`Ledger`] in one SQLite file.
@@ -103,6 +110,10 @@ pub struct SqliteLedger {
     batcher: Batcher<SqliteBatches>,
     /// Whether opening it created the file (a new ledger).
     created: bool,
+    /// Checkpoints the WAL in the background ([`super::checkpointer`]);
+    /// `None` for a ledger opened by [`SqliteLedger::open_existing`],
+    /// which writes nothing. Stops with the last clone of the ledger.
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 /// `path` made absolute against the current directory (not resolving
@@ -345,6 +356,14 @@ impl SqliteLedger {
         ledger
             .run(|conn| apply_migrations(conn, migrations::SQLITE))
             .await?;
+        let uri = open_existing_uri(path);
+        let busy_timeout = options.acquire_timeout;
+        ledger.checkpointer = Some(Arc::new(Checkpointer::start(move || {
+            let conn = rusqlite::Connection::open(&uri)?;
+            conn.busy_timeout(busy_timeout)?;
+            apply_pragmas(&conn, busy_timeout)?;
+            Ok(conn)
+        })));
         Ok(ledger)
     }
 
@@ -414,6 +433,7 @@ impl SqliteLedger {
             batcher: Batcher::new(batches, Scope::Instance, options.batch(), metrics.clone()),
             metrics,
             created: false,
+            checkpointer: None,
         })
     }
 
@@ -1265,6 +1285,55 @@ mod tests {
             matches!(inspect(&other, wait), Contents::Other(why) if why.contains("not a crebito ledger"))
         );
         assert_eq!(std::fs::read(&other).unwrap(), before);
+    }
+
+    /// Writes about 6 MB (1,500 pages) in one transaction on a connection
+    /// with the ledger's pragmas, and returns the database file's size
+    /// right after the commit.
+    fn fill(conn: &rusqlite::Connection, path: &Path, table: &str) -> u64 {
+        conn.execute_batch(&format!(
+            "CREATE TABLE {table} (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)
+             INSERT INTO {table} SELECT zeroblob(4000) FROM n;"
+        ))
+        .unwrap();
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    /// The commit that takes the WAL past SQLite's default 1,000 pages
+    /// does not checkpoint (the database file does not grow with it); the
+    /// ledger's checkpointer copies it into the file within a few of its
+    /// intervals; and it stops with the ledger.
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_in_the_background_not_by_the_commit() {
+        const WRITTEN: u64 = 1_500 * 4_000;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let ledger = SqliteLedger::open(&path).await.unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        apply_pragmas(&conn, Duration::from_secs(2)).unwrap();
+        let after_commit = fill(&conn, &path, "filler");
+        assert!(
+            after_commit < WRITTEN,
+            "the commit checkpointed: the file has {after_commit} bytes"
+        );
+        let deadline = Instant::now() + checkpointer::INTERVAL * 5;
+        while std::fs::metadata(&path).unwrap().len() < WRITTEN {
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint within {:?}",
+                checkpointer::INTERVAL * 5
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(ledger);
+        let stopped = fill(&conn, &path, "after");
+        tokio::time::sleep(checkpointer::INTERVAL * 3).await;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            stopped,
+            "checkpointed after the ledger was dropped"
+        );
     }
 
     #[test]
