@@ -51,7 +51,7 @@ async fn correct_server_scores_a_perfect_run() {
     // 3 more connections each for their parallel statement reads; the
     // probe and the five starting-state reads have one each.
     let users = plan.debits.users() + plan.credits.users() + plan.statements.users();
-    assert_eq!(seen.peers.len() as u64, 1 + 5 + users + 52 + 1 + 5 * 4);
+    assert_eq!(seen.connections, 1 + 5 + users + 52 + 1 + 5 * 4);
 }
 
 #[tokio::test]
