@@ -83,6 +83,14 @@ fn apply_pragmas(conn: &rusqlite::Connection, wait: Duration) -> rusqlite::Resul
     conn.pragma_update(None, "wal_autocheckpoint", checkpointer::SAFETY_NET_PAGES)
 }
 
+/// Readies a new connection of the ledger (the pool's and the
+/// checkpointer's): `busy_timeout` as SQLite's busy timeout, then
+/// [`apply_pragmas`] within it. Errors: SQLite's.
+fn configure(conn: &rusqlite::Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    apply_pragmas(conn, busy_timeout)
+}
+
 /// A [`Ledger`] in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteLedger {
@@ -360,8 +368,7 @@ impl SqliteLedger {
         let busy_timeout = options.acquire_timeout;
         ledger.checkpointer = Some(Arc::new(Checkpointer::start(move || {
             let conn = rusqlite::Connection::open(&uri)?;
-            conn.busy_timeout(busy_timeout)?;
-            apply_pragmas(&conn, busy_timeout)?;
+            configure(&conn, busy_timeout)?;
             Ok(conn)
         })));
         Ok(ledger)
@@ -401,8 +408,7 @@ impl SqliteLedger {
                     conn.interact(move |conn| {
                         // Readers rarely wait (WAL), but never unbounded;
                         // a batch sets its own while it runs.
-                        conn.busy_timeout(busy_timeout)?;
-                        apply_pragmas(conn, busy_timeout)
+                        configure(conn, busy_timeout)
                     })
                     .await
                     .map_err(|e| HookError::message(e.to_string()))?
